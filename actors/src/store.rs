@@ -1,0 +1,271 @@
+//! The store seam: everything the engine and the API need from durable storage.
+//!
+//! The store is the source of truth. Every change to a claimed job is fenced by its
+//! [`JobLease`] — (id, attempt, lease owner) and `status = running` — so a stale or late
+//! writer changes nothing and is told so. Implementations live in the `kyu` crate
+//! (SQLite, PostgreSQL, MariaDB) and in [`crate::testkit`] (memory); all of them pass the
+//! same contract suite (`store_contract_tests!`).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::AttemptError;
+use crate::job::{Job, NewJob};
+use crate::status::JobStatus;
+
+/// The fencing token of one attempt: only its holder may change the running job.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct JobLease {
+    pub id: Uuid,
+    pub attempt: u32,
+    pub owner: String,
+}
+
+/// What `enqueue` did with one new job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueued {
+    /// The new job's id, or the live job's that holds the same unique key.
+    pub id: Uuid,
+    /// `true` when a live job with the same unique key already existed.
+    pub duplicate: bool,
+}
+
+/// Filters and page of a job listing. Jobs come newest first; a page ends at `cursor`
+/// (exclusive), so pages stay stable while new jobs are added.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListJobs {
+    pub job_type: Option<String>,
+    pub status: Option<JobStatus>,
+    pub queue: Option<String>,
+    pub owner: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<Uuid>,
+    /// Page size (the store caps it at [`MAX_PAGE`]).
+    pub limit: u32,
+}
+
+/// The largest page a listing returns.
+pub const MAX_PAGE: u32 = 500;
+
+/// One page of jobs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobPage {
+    pub jobs: Vec<Job>,
+    /// Pass as `cursor` to get the next page; `None` on the last page.
+    pub next_cursor: Option<Uuid>,
+}
+
+/// A claim of due jobs for one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimParams {
+    /// The node's lease owner id (fresh per process start).
+    pub owner: String,
+    /// At most this many jobs.
+    pub limit: u32,
+    /// How long the lease lasts unless extended.
+    pub lease: Duration,
+}
+
+/// How one attempt ended, as the worker reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Success, with the handler's result.
+    Completed { result: serde_json::Value },
+    /// Failed; run again after `delay` (becomes `scheduled`).
+    Retry {
+        delay: Duration,
+        error: AttemptError,
+    },
+    /// Failed for good.
+    Failed { error: AttemptError },
+    /// Canceled while running.
+    Canceled { error: AttemptError },
+    /// Given back unfinished (graceful shutdown): queued again at once. When
+    /// `uncount` is true the attempt never started and is not counted.
+    Released { uncount: bool },
+}
+
+/// One outcome to write, fenced by its lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ack {
+    pub lease: JobLease,
+    pub outcome: Outcome,
+}
+
+/// A lease still held (or not) after an extension, with the job's cancel flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseState {
+    pub id: Uuid,
+    /// `false` when the lease was lost: the job was rescued, canceled or finished elsewhere.
+    pub held: bool,
+    pub cancel_requested: bool,
+}
+
+/// What a cancel request did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// The job was queued or scheduled and is now `canceled`.
+    Canceled(Job),
+    /// The job is running; its worker was asked to stop (cooperative).
+    Requested(Job),
+}
+
+/// Jobs per queue and status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueCount {
+    pub queue: String,
+    pub status: JobStatus,
+    pub count: u64,
+}
+
+/// A queue the store knows about, with its pause flag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueState {
+    pub name: String,
+    pub paused: bool,
+}
+
+/// A store failure. Invalid requests are typed; database trouble is `Unavailable`
+/// (worth retrying) or `Backend` (a bug or a schema problem).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("job {0} not found")]
+    NotFound(Uuid),
+    #[error("job {id} is {status}; {action} is not allowed")]
+    InvalidTransition {
+        id: Uuid,
+        status: JobStatus,
+        action: &'static str,
+    },
+    #[error("invalid job: {field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store error: {0}")]
+    Backend(String),
+}
+
+impl StoreError {
+    /// Whether a caller may retry the same call later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// Durable job storage. See the module docs for the fencing rule.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Short backend name: `sqlite`, `postgres`, `mysql`, `memory`.
+    fn backend(&self) -> &'static str;
+
+    /// Commits one job (see [`Store::enqueue_many`]).
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued, StoreError> {
+        let mut out = self.enqueue_many(vec![job]).await?;
+        out.pop()
+            .ok_or_else(|| StoreError::Backend("enqueue returned nothing".into()))
+    }
+
+    /// Commits all jobs in one transaction, or none. A job whose unique key is held
+    /// by a live (non-final) job is not inserted: its entry names the live job.
+    async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError>;
+
+    async fn get(&self, id: Uuid) -> Result<Option<Job>, StoreError>;
+
+    async fn list(&self, query: &ListJobs) -> Result<JobPage, StoreError>;
+
+    /// Moves due `scheduled` jobs to `queued`, then claims up to `limit` queued jobs of
+    /// unpaused queues, best first: priority, then `run_at`, then age. Each claimed job
+    /// is `running`, its attempt counted, leased to `owner`. Returned in that order.
+    async fn claim(&self, params: &ClaimParams) -> Result<Vec<Job>, StoreError>;
+
+    /// Extends the leases still held; tells which were lost and which jobs were asked
+    /// to cancel. One entry per lease given, in order.
+    async fn extend_leases(
+        &self,
+        leases: &[JobLease],
+        lease: Duration,
+    ) -> Result<Vec<LeaseState>, StoreError>;
+
+    /// Writes outcomes in one transaction. Returns, per ack in order, whether it was
+    /// applied (`false`: fenced, the lease was no longer held).
+    async fn ack(&self, acks: &[Ack]) -> Result<Vec<bool>, StoreError>;
+
+    /// Records progress (0–100) of a running attempt. `Ok(false)` when fenced.
+    async fn set_progress(&self, lease: &JobLease, progress: u8) -> Result<bool, StoreError>;
+
+    /// Cancels a queued or scheduled job, or asks a running one to stop.
+    /// A final job is an `InvalidTransition`.
+    async fn request_cancel(&self, id: Uuid) -> Result<CancelOutcome, StoreError>;
+
+    /// Queues a failed or canceled job again (one more attempt is allowed if its
+    /// attempts were used up). Other statuses are an `InvalidTransition`.
+    async fn retry(&self, id: Uuid) -> Result<Job, StoreError>;
+
+    /// Leases of running jobs whose lease expired (their node died or stalled).
+    async fn find_expired(&self, limit: u32) -> Result<Vec<JobLease>, StoreError>;
+
+    /// Rescues the given expired leases: back to `queued` with a `retryable` error, or
+    /// `failed` if attempts are used up. Fenced: a job whose lease changed or that
+    /// finished since `find_expired` is left alone. Returns the ids rescued.
+    async fn rescue(&self, leases: &[JobLease]) -> Result<Vec<Uuid>, StoreError>;
+
+    /// `find_expired` then `rescue`.
+    async fn rescue_expired(&self, limit: u32) -> Result<Vec<Uuid>, StoreError> {
+        let leases = self.find_expired(limit).await?;
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.rescue(&leases).await
+    }
+
+    /// The earliest `run_at` of a scheduled job, so a scheduler can sleep until then.
+    async fn next_run_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    async fn counts(&self) -> Result<Vec<QueueCount>, StoreError>;
+
+    async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), StoreError>;
+
+    /// Queues with jobs or a pause flag.
+    async fn queues(&self) -> Result<Vec<QueueState>, StoreError>;
+
+    /// Deletes up to `limit` final jobs that finished before `before`. Returns how many.
+    async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
+}
+
+/// Checks a new job's fields before any store touches it.
+pub fn validate_new_job(job: &NewJob) -> Result<(), StoreError> {
+    fn name(field: &'static str, v: &str, max: usize) -> Result<(), StoreError> {
+        if v.is_empty() || v.len() > max {
+            return Err(StoreError::Invalid {
+                field,
+                message: format!("must be 1 to {max} bytes long"),
+            });
+        }
+        Ok(())
+    }
+    name("queue", &job.queue, 100)?;
+    name("type", &job.job_type, 100)?;
+    if let Some(p) = &job.provider {
+        name("provider", p, 100)?;
+    }
+    if let Some(k) = &job.unique_key {
+        name("unique_key", k, 255)?;
+    }
+    if let Some(o) = &job.owner {
+        name("owner", o, 255)?;
+    }
+    if job.max_attempts == 0 || job.max_attempts > 1000 {
+        return Err(StoreError::Invalid {
+            field: "max_attempts",
+            message: "must be between 1 and 1000".into(),
+        });
+    }
+    Ok(())
+}

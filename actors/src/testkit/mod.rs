@@ -1,0 +1,8 @@
+//! Test kit (feature `testkit`): a manual clock and the store contract suite that
+//! every backend runs (River's `riverdrivertest`, Oban's `for engine <- [...]`).
+
+pub mod manual_clock;
+pub mod store_contract;
+
+pub use manual_clock::ManualClock;
+pub use store_contract::TestStore;
