@@ -1,0 +1,3 @@
+//! Benchmarks behind `kyu bench`. Budgets live here, never in tests.
+
+pub mod store;

@@ -1,0 +1,90 @@
+//! The `kyu` command line. Each subcommand is a thin call into the library.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::store::{self, StoreOptions};
+
+/// Where kyu keeps its jobs when nothing else is said.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://kyu.db";
+
+#[derive(Debug, Parser)]
+#[command(name = "kyu", version, about = "A durable, actor-based job engine")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or upgrade the database schema, then exit.
+    Migrate(DbArgs),
+    /// Run a benchmark and print one JSON line.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    /// sqlite://FILE, postgres://…, or mysql://…
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The store alone: batch enqueue, claim+ack with batches of 1 and 100, then the
+    /// same beside `--finished` completed jobs. PostgreSQL and MySQL URLs name a server:
+    /// the bench makes its own database there and drops it.
+    #[arg(long)]
+    pub store: bool,
+    /// Omit for a SQLite file in the temp dir.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Jobs per measurement.
+    #[arg(long, default_value_t = 20_000)]
+    pub jobs: u32,
+    /// Finished jobs in the table for the "large table" measurements (0 to skip).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub finished: u32,
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Migrate(db) => {
+            store::open(&db.database_url, StoreOptions::default()).await?;
+            tracing::info!(database_url = %redact(&db.database_url), "schema is up to date");
+            Ok(())
+        }
+        Command::Bench(args) => {
+            if !args.store {
+                anyhow::bail!("only `kyu bench --store` exists so far");
+            }
+            let report = crate::bench::store::run(&args).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+    }
+}
+
+/// A database URL without its password, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}

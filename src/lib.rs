@@ -1,0 +1,16 @@
+//! # kyu: a durable, actor-based job engine
+//!
+//! Layout:
+//! - [`store`]: the durable job stores (SQLite, PostgreSQL, MySQL/MariaDB) behind
+//!   [`kyu_actors::Store`], and throw-away test databases ([`store::testdb`]).
+//! - [`cli`]: the `kyu` command line (`migrate`, `bench`, …).
+//! - [`bench`]: the benchmarks `kyu bench` runs.
+//!
+//! The engine core (job model, actors) is the `kyu-actors` crate, re-exported as
+//! [`engine`].
+
+pub mod bench;
+pub mod cli;
+pub mod store;
+
+pub use kyu_actors as engine;

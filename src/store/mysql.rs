@@ -1,0 +1,611 @@
+//! MySQL 8 / MariaDB 10.6+ store.
+//!
+//! MariaDB has `SKIP LOCKED` but no `UPDATE … RETURNING` (MySQL has neither RETURNING),
+//! so a claim selects ids `FOR UPDATE SKIP LOCKED`, updates them and reads them back,
+//! all in one transaction. Sessions run at READ COMMITTED so range scans take no gap
+//! locks that would stall concurrent enqueues. Unique keys use a generated column that
+//! holds the key only while the job is live (MariaDB has no partial indexes).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kyu_actors::clock::{from_millis, to_millis};
+use kyu_actors::store::{
+    Ack, CancelOutcome, ClaimParams, Enqueued, JobLease, JobPage, LeaseState, ListJobs, MAX_PAGE,
+    QueueCount, QueueState,
+};
+use kyu_actors::{Job, JobStatus, NewJob, SharedClock, Store, StoreError};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::{Executor, MySql, MySqlPool, QueryBuilder};
+use std::str::FromStr;
+use uuid::Uuid;
+
+use super::error::SqlxResultExt;
+use super::listing::{page_from_rows, push_list_filters};
+use super::row::{
+    JobRow, counts_from_rows, into_jobs_in_claim_order, job_columns, parse_id, parse_status,
+};
+use super::write::{AckWrite, InsertRow, duration_ms, insert_rows, lease_expired_error};
+
+const INSERT_CHUNK: usize = 2000;
+
+type Tx = sqlx::Transaction<'static, MySql>;
+
+/// A MySQL/MariaDB-backed [`Store`].
+#[derive(Clone, Debug)]
+pub struct MySqlStore {
+    pool: MySqlPool,
+    clock: Option<SharedClock>,
+}
+
+impl MySqlStore {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        clock: Option<SharedClock>,
+    ) -> Result<Self, StoreError> {
+        let opts = MySqlConnectOptions::from_str(url).store_err()?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await
+            .store_err()?;
+        Ok(MySqlStore { pool, clock })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("migrations/mysql")
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))
+    }
+
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    async fn now(&self) -> Result<i64, StoreError> {
+        match &self.clock {
+            Some(c) => Ok(to_millis(c.now())),
+            None => {
+                sqlx::query_scalar("SELECT CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS SIGNED)")
+                    .fetch_one(&self.pool)
+                    .await
+                    .store_err()
+            }
+        }
+    }
+
+    async fn fetch_job(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
+        sqlx::query_as::<_, JobRow>(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE id = ?"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .store_err()?
+        .map(Job::try_from)
+        .transpose()
+    }
+
+    async fn status_for_update(tx: &mut Tx, id: Uuid) -> Result<JobStatus, StoreError> {
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM jobs WHERE id = ? FOR UPDATE")
+                .bind(id.to_string())
+                .fetch_optional(&mut **tx)
+                .await
+                .store_err()?;
+        parse_status(status.ok_or(StoreError::NotFound(id))?)
+    }
+}
+
+/// Pushes `(?, ?, …)` binding each id.
+fn push_id_list(qb: &mut QueryBuilder<MySql>, ids: &[String]) {
+    qb.push("(");
+    let mut sep = qb.separated(", ");
+    for id in ids {
+        sep.push_bind(id.clone());
+    }
+    sep.push_unseparated(")");
+}
+
+#[async_trait]
+impl Store for MySqlStore {
+    fn backend(&self) -> &'static str {
+        "mysql"
+    }
+
+    async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
+        let now = self.now().await?;
+        let rows = insert_rows(&jobs, now)?;
+        let mut out: Vec<Option<Enqueued>> = vec![None; rows.len()];
+        let mut tx = self.pool.begin().await.store_err()?;
+
+        let plain: Vec<(usize, &InsertRow)> = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.unique_key.is_none())
+            .collect();
+        for chunk in plain.chunks(INSERT_CHUNK) {
+            let mut qb = QueryBuilder::<MySql>::new(
+                "INSERT INTO jobs (id, queue, job_type, provider, priority, payload, status, \
+                 max_attempts, run_at, timeout_ms, unique_key, owner, created_at, updated_at, errors) ",
+            );
+            qb.push_values(chunk, |mut b, (_, r)| {
+                b.push_bind(r.id.clone())
+                    .push_bind(r.queue.clone())
+                    .push_bind(r.job_type.clone())
+                    .push_bind(r.provider.clone())
+                    .push_bind(r.priority)
+                    .push_bind(r.payload.clone())
+                    .push_bind(r.status)
+                    .push_bind(r.max_attempts)
+                    .push_bind(r.run_at)
+                    .push_bind(r.timeout_ms)
+                    .push_bind(r.unique_key.clone())
+                    .push_bind(r.owner.clone())
+                    .push_bind(r.now)
+                    .push_bind(r.now)
+                    .push("'[]'");
+            });
+            qb.build().execute(&mut *tx).await.store_err()?;
+            for (i, _) in chunk {
+                out[*i] = Some(Enqueued {
+                    id: jobs[*i].id,
+                    duplicate: false,
+                });
+            }
+        }
+
+        let mut keyed: Vec<(usize, &InsertRow)> = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.unique_key.is_some())
+            .collect();
+        keyed.sort_by(|a, b| a.1.unique_key.cmp(&b.1.unique_key));
+        for (i, r) in keyed {
+            out[i] = Some(insert_keyed(&mut tx, r, jobs[i].id).await?);
+        }
+        tx.commit().await.store_err()?;
+        out.into_iter()
+            .map(|e| e.ok_or_else(|| StoreError::Backend("enqueue lost a row".into())))
+            .collect()
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
+        self.fetch_job(id).await
+    }
+
+    async fn list(&self, q: &ListJobs) -> Result<JobPage, StoreError> {
+        let limit = q.limit.clamp(1, MAX_PAGE);
+        let mut qb = QueryBuilder::<MySql>::new(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE 1 = 1"
+        ));
+        push_list_filters(&mut qb, q);
+        qb.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
+        let rows: Vec<JobRow> = qb
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .store_err()?;
+        page_from_rows(rows, limit)
+    }
+
+    async fn claim(&self, p: &ClaimParams) -> Result<Vec<Job>, StoreError> {
+        let now = self.now().await?;
+        let paused: Vec<String> = sqlx::query_scalar("SELECT name FROM queues WHERE paused")
+            .fetch_all(&self.pool)
+            .await
+            .store_err()?;
+        let mut tx = self.pool.begin().await.store_err()?;
+
+        let due: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE status = 'scheduled' AND run_at <= ? \
+             ORDER BY run_at LIMIT 1000 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await
+        .store_err()?;
+        if !due.is_empty() {
+            let mut qb =
+                QueryBuilder::<MySql>::new("UPDATE jobs SET status = 'queued', updated_at = ");
+            qb.push_bind(now)
+                .push(" WHERE status = 'scheduled' AND id IN ");
+            push_id_list(&mut qb, &due);
+            qb.build().execute(&mut *tx).await.store_err()?;
+        }
+
+        let mut qb = QueryBuilder::<MySql>::new("SELECT id FROM jobs WHERE status = 'queued'");
+        if !paused.is_empty() {
+            qb.push(" AND queue NOT IN ");
+            push_id_list(&mut qb, &paused);
+        }
+        qb.push(" ORDER BY priority DESC, run_at, id LIMIT ")
+            .push_bind(i64::from(p.limit))
+            .push(" FOR UPDATE SKIP LOCKED");
+        let ids: Vec<String> = qb
+            .build_query_scalar()
+            .fetch_all(&mut *tx)
+            .await
+            .store_err()?;
+        if ids.is_empty() {
+            tx.commit().await.store_err()?;
+            return Ok(Vec::new());
+        }
+        let mut qb = QueryBuilder::<MySql>::new(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = 0, lease_owner = ",
+        );
+        qb.push_bind(p.owner.clone())
+            .push(", lease_expires_at = ")
+            .push_bind(now.saturating_add(duration_ms(p.lease)))
+            .push(", started_at = ")
+            .push_bind(now)
+            .push(", updated_at = ")
+            .push_bind(now)
+            .push(" WHERE id IN ");
+        push_id_list(&mut qb, &ids);
+        qb.build().execute(&mut *tx).await.store_err()?;
+        let mut qb = QueryBuilder::<MySql>::new(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE id IN "
+        ));
+        push_id_list(&mut qb, &ids);
+        let rows: Vec<JobRow> = qb.build_query_as().fetch_all(&mut *tx).await.store_err()?;
+        tx.commit().await.store_err()?;
+        into_jobs_in_claim_order(rows)
+    }
+
+    async fn extend_leases(
+        &self,
+        leases: &[JobLease],
+        lease: Duration,
+    ) -> Result<Vec<LeaseState>, StoreError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now().await?;
+        let until = now.saturating_add(duration_ms(lease));
+        let mut tx = self.pool.begin().await.store_err()?;
+        let mut out = Vec::with_capacity(leases.len());
+        for l in leases {
+            let done = sqlx::query(
+                "UPDATE jobs SET lease_expires_at = ?, updated_at = ? \
+                 WHERE id = ? AND attempts = ? AND lease_owner = ? AND status = 'running'",
+            )
+            .bind(until)
+            .bind(now)
+            .bind(l.id.to_string())
+            .bind(l.attempt as i32)
+            .bind(&l.owner)
+            .execute(&mut *tx)
+            .await
+            .store_err()?;
+            let held = done.rows_affected() == 1;
+            let cancel_requested = held
+                && sqlx::query_scalar::<_, bool>("SELECT cancel_requested FROM jobs WHERE id = ?")
+                    .bind(l.id.to_string())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .store_err()?;
+            out.push(LeaseState {
+                id: l.id,
+                held,
+                cancel_requested,
+            });
+        }
+        tx.commit().await.store_err()?;
+        Ok(out)
+    }
+
+    async fn ack(&self, acks: &[Ack]) -> Result<Vec<bool>, StoreError> {
+        if acks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now().await?;
+        let mut tx = self.pool.begin().await.store_err()?;
+        let mut out = Vec::with_capacity(acks.len());
+        for a in acks {
+            let w = AckWrite::new(&a.outcome, now);
+            let done = sqlx::query(
+                "UPDATE jobs SET status = ?, result = COALESCE(?, result), \
+                 errors = CASE WHEN ? IS NULL THEN errors \
+                          ELSE JSON_ARRAY_APPEND(errors, '$', JSON_EXTRACT(?, '$')) END, \
+                 run_at = COALESCE(?, run_at), finished_at = ?, attempts = attempts - ?, \
+                 progress = CASE WHEN ? THEN 100 ELSE progress END, \
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
+                 WHERE id = ? AND attempts = ? AND lease_owner = ? AND status = 'running'",
+            )
+            .bind(w.status)
+            .bind(w.result)
+            .bind(w.error.clone())
+            .bind(w.error)
+            .bind(w.run_at)
+            .bind(w.finished_at)
+            .bind(w.uncount)
+            .bind(w.progress_done)
+            .bind(now)
+            .bind(a.lease.id.to_string())
+            .bind(a.lease.attempt as i32)
+            .bind(&a.lease.owner)
+            .execute(&mut *tx)
+            .await
+            .store_err()?;
+            out.push(done.rows_affected() == 1);
+        }
+        tx.commit().await.store_err()?;
+        Ok(out)
+    }
+
+    async fn set_progress(&self, l: &JobLease, progress: u8) -> Result<bool, StoreError> {
+        let now = self.now().await?;
+        let done = sqlx::query(
+            "UPDATE jobs SET progress = ?, updated_at = ? \
+             WHERE id = ? AND attempts = ? AND lease_owner = ? AND status = 'running'",
+        )
+        .bind(i32::from(progress.min(100)))
+        .bind(now)
+        .bind(l.id.to_string())
+        .bind(l.attempt as i32)
+        .bind(&l.owner)
+        .execute(&self.pool)
+        .await
+        .store_err()?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn request_cancel(&self, id: Uuid) -> Result<CancelOutcome, StoreError> {
+        let now = self.now().await?;
+        let mut tx = self.pool.begin().await.store_err()?;
+        let canceled = match Self::status_for_update(&mut tx, id).await? {
+            JobStatus::Queued | JobStatus::Scheduled => {
+                sqlx::query(
+                    "UPDATE jobs SET status = 'canceled', finished_at = ?, updated_at = ? WHERE id = ?",
+                )
+                .bind(now)
+                .bind(now)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .store_err()?;
+                true
+            }
+            JobStatus::Running => {
+                sqlx::query("UPDATE jobs SET cancel_requested = TRUE, updated_at = ? WHERE id = ?")
+                    .bind(now)
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .store_err()?;
+                false
+            }
+            st => {
+                return Err(StoreError::InvalidTransition {
+                    id,
+                    status: st,
+                    action: "cancel",
+                });
+            }
+        };
+        tx.commit().await.store_err()?;
+        let job = self.fetch_job(id).await?.ok_or(StoreError::NotFound(id))?;
+        Ok(if canceled {
+            CancelOutcome::Canceled(job)
+        } else {
+            CancelOutcome::Requested(job)
+        })
+    }
+
+    async fn retry(&self, id: Uuid) -> Result<Job, StoreError> {
+        let now = self.now().await?;
+        let mut tx = self.pool.begin().await.store_err()?;
+        let status = Self::status_for_update(&mut tx, id).await?;
+        if !status.is_retryable_by_user() {
+            return Err(StoreError::InvalidTransition {
+                id,
+                status,
+                action: "retry",
+            });
+        }
+        sqlx::query(
+            "UPDATE jobs SET status = 'queued', run_at = ?, finished_at = NULL, \
+             cancel_requested = FALSE, max_attempts = GREATEST(max_attempts, attempts + 1), \
+             updated_at = ? WHERE id = ?",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .store_err()?;
+        tx.commit().await.store_err()?;
+        self.fetch_job(id).await?.ok_or(StoreError::NotFound(id))
+    }
+
+    async fn find_expired(&self, limit: u32) -> Result<Vec<JobLease>, StoreError> {
+        let now = self.now().await?;
+        let rows: Vec<(String, i32, String)> = sqlx::query_as(
+            "SELECT id, attempts, lease_owner FROM jobs \
+             WHERE status = 'running' AND lease_expires_at < ? \
+             ORDER BY lease_expires_at LIMIT ?",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .store_err()?;
+        rows.into_iter()
+            .map(|(id, attempt, owner)| {
+                Ok(JobLease {
+                    id: parse_id(&id)?,
+                    attempt: attempt.max(0) as u32,
+                    owner,
+                })
+            })
+            .collect()
+    }
+
+    async fn rescue(&self, leases: &[JobLease]) -> Result<Vec<Uuid>, StoreError> {
+        let now = self.now().await?;
+        let mut rescued = Vec::new();
+        for l in leases {
+            // MySQL applies SET left to right, so `status` goes last; the WHERE fence
+            // is re-checked on the locked row.
+            let done = sqlx::query(
+                "UPDATE jobs SET \
+                   finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE ? END, \
+                   run_at = CASE WHEN attempts < max_attempts THEN ? ELSE run_at END, \
+                   errors = JSON_ARRAY_APPEND(errors, '$', JSON_EXTRACT(?, '$')), \
+                   lease_owner = NULL, lease_expires_at = NULL, updated_at = ?, \
+                   status = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END \
+                 WHERE id = ? AND attempts = ? AND lease_owner = ? AND status = 'running' \
+                   AND lease_expires_at < ?",
+            )
+            .bind(now)
+            .bind(now)
+            .bind(lease_expired_error(l.attempt as i32, now))
+            .bind(now)
+            .bind(l.id.to_string())
+            .bind(l.attempt as i32)
+            .bind(&l.owner)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .store_err()?;
+            if done.rows_affected() == 1 {
+                rescued.push(l.id);
+            }
+        }
+        Ok(rescued)
+    }
+
+    async fn next_run_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let t: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(run_at) FROM jobs WHERE status = 'scheduled'")
+                .fetch_one(&self.pool)
+                .await
+                .store_err()?;
+        Ok(t.map(from_millis))
+    }
+
+    async fn counts(&self) -> Result<Vec<QueueCount>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT queue, status, COUNT(*) FROM jobs GROUP BY queue, status ORDER BY queue, status",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .store_err()?;
+        counts_from_rows(rows)
+    }
+
+    async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), StoreError> {
+        let now = self.now().await?;
+        sqlx::query(
+            "INSERT INTO queues (name, paused, updated_at) VALUES (?, ?, ?) \
+             ON DUPLICATE KEY UPDATE paused = VALUES(paused), updated_at = VALUES(updated_at)",
+        )
+        .bind(queue)
+        .bind(paused)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .store_err()?;
+        Ok(())
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueState>, StoreError> {
+        let rows: Vec<(String, bool)> = sqlx::query_as(
+            "SELECT name, paused FROM queues \
+             UNION SELECT DISTINCT queue, FALSE FROM jobs WHERE queue NOT IN (SELECT name FROM queues) \
+             ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .store_err()?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, paused)| QueueState { name, paused })
+            .collect())
+    }
+
+    async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM jobs WHERE status IN ('completed', 'failed', 'canceled') \
+             AND finished_at < ? ORDER BY finished_at LIMIT ?",
+        )
+        .bind(to_millis(before))
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .store_err()?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// Inserts one keyed row, or names the live job that holds its key (see the PostgreSQL
+/// store). A duplicate-key error fails only the statement, not the transaction.
+async fn insert_keyed(tx: &mut Tx, r: &InsertRow, id: Uuid) -> Result<Enqueued, StoreError> {
+    for _ in 0..5 {
+        let res = sqlx::query(
+            "INSERT INTO jobs (id, queue, job_type, provider, priority, payload, status, \
+             max_attempts, run_at, timeout_ms, unique_key, owner, created_at, updated_at, errors) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '[]')",
+        )
+        .bind(&r.id)
+        .bind(&r.queue)
+        .bind(&r.job_type)
+        .bind(&r.provider)
+        .bind(r.priority)
+        .bind(&r.payload)
+        .bind(r.status)
+        .bind(r.max_attempts)
+        .bind(r.run_at)
+        .bind(r.timeout_ms)
+        .bind(&r.unique_key)
+        .bind(&r.owner)
+        .bind(r.now)
+        .bind(r.now)
+        .execute(&mut **tx)
+        .await;
+        match res {
+            Ok(_) => {
+                return Ok(Enqueued {
+                    id,
+                    duplicate: false,
+                });
+            }
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {}
+            Err(e) => return Err(super::error::from_sqlx(e)),
+        }
+        let live: Option<String> =
+            sqlx::query_scalar("SELECT id FROM jobs WHERE unique_live = ? LOCK IN SHARE MODE")
+                .bind(&r.unique_key)
+                .fetch_optional(&mut **tx)
+                .await
+                .store_err()?;
+        if let Some(live) = live {
+            return Ok(Enqueued {
+                id: parse_id(&live)?,
+                duplicate: true,
+            });
+        }
+    }
+    Err(StoreError::Unavailable(
+        "unique key kept changing hands; try again".into(),
+    ))
+}

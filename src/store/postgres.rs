@@ -1,0 +1,579 @@
+//! PostgreSQL store: several kyu processes may share one database.
+//!
+//! Claims lock candidate rows with `FOR UPDATE SKIP LOCKED`, so concurrent claimers
+//! never wait on or take each other's jobs. Acks and lease extensions of a whole batch
+//! are one `UPDATE … FROM UNNEST(…)` each: one round trip per batch. "Now" is the
+//! database's clock (one clock for every node), unless a test clock is injected.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kyu_actors::clock::{from_millis, to_millis};
+use kyu_actors::store::{
+    Ack, CancelOutcome, ClaimParams, Enqueued, JobLease, JobPage, LeaseState, ListJobs, MAX_PAGE,
+    QueueCount, QueueState,
+};
+use kyu_actors::{Job, JobStatus, NewJob, SharedClock, Store, StoreError};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use super::error::SqlxResultExt;
+use super::listing::{page_from_rows, push_list_filters};
+use super::row::{
+    JobRow, counts_from_rows, into_jobs_in_claim_order, job_columns, parse_id, parse_status,
+};
+use super::write::{AckWrite, InsertRow, duration_ms, insert_rows, lease_expired_error};
+
+const INSERT_CHUNK: usize = 2000;
+
+/// A PostgreSQL-backed [`Store`].
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+    clock: Option<SharedClock>,
+}
+
+impl PgStore {
+    /// Connects; `clock` replaces the database clock (tests only).
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        clock: Option<SharedClock>,
+    ) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .store_err()?;
+        Ok(PgStore { pool, clock })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("migrations/postgres")
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Epoch ms from the database (or the test clock).
+    async fn now(&self) -> Result<i64, StoreError> {
+        match &self.clock {
+            Some(c) => Ok(to_millis(c.now())),
+            None => {
+                sqlx::query_scalar("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint")
+                    .fetch_one(&self.pool)
+                    .await
+                    .store_err()
+            }
+        }
+    }
+
+    async fn fetch_job(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
+        sqlx::query_as::<_, JobRow>(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .store_err()?
+        .map(Job::try_from)
+        .transpose()
+    }
+
+    async fn status_for_update(
+        tx: &mut sqlx::Transaction<'static, Postgres>,
+        id: Uuid,
+    ) -> Result<JobStatus, StoreError> {
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1 FOR UPDATE")
+                .bind(id.to_string())
+                .fetch_optional(&mut **tx)
+                .await
+                .store_err()?;
+        parse_status(status.ok_or(StoreError::NotFound(id))?)
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
+        let now = self.now().await?;
+        let rows = insert_rows(&jobs, now)?;
+        let mut out: Vec<Option<Enqueued>> = vec![None; rows.len()];
+        let mut tx = self.pool.begin().await.store_err()?;
+
+        let plain: Vec<(usize, &InsertRow)> = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.unique_key.is_none())
+            .collect();
+        for chunk in plain.chunks(INSERT_CHUNK) {
+            let mut qb = QueryBuilder::<Postgres>::new(
+                "INSERT INTO jobs (id, queue, job_type, provider, priority, payload, status, \
+                 max_attempts, run_at, timeout_ms, unique_key, owner, created_at, updated_at) ",
+            );
+            qb.push_values(chunk, |mut b, (_, r)| {
+                b.push_bind(r.id.clone())
+                    .push_bind(r.queue.clone())
+                    .push_bind(r.job_type.clone())
+                    .push_bind(r.provider.clone())
+                    .push_bind(r.priority)
+                    .push_bind(r.payload.clone())
+                    .push_bind(r.status)
+                    .push_bind(r.max_attempts)
+                    .push_bind(r.run_at)
+                    .push_bind(r.timeout_ms)
+                    .push_bind(r.unique_key.clone())
+                    .push_bind(r.owner.clone())
+                    .push_bind(r.now)
+                    .push_bind(r.now);
+            });
+            qb.build().execute(&mut *tx).await.store_err()?;
+            for (i, _) in chunk {
+                out[*i] = Some(Enqueued {
+                    id: jobs[*i].id,
+                    duplicate: false,
+                });
+            }
+        }
+
+        // Keyed rows one by one, in key order so concurrent batches lock keys alike.
+        let mut keyed: Vec<(usize, &InsertRow)> = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.unique_key.is_some())
+            .collect();
+        keyed.sort_by(|a, b| a.1.unique_key.cmp(&b.1.unique_key));
+        for (i, r) in keyed {
+            out[i] = Some(insert_keyed(&mut tx, r, jobs[i].id).await?);
+        }
+        tx.commit().await.store_err()?;
+        out.into_iter()
+            .map(|e| e.ok_or_else(|| StoreError::Backend("enqueue lost a row".into())))
+            .collect()
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
+        self.fetch_job(id).await
+    }
+
+    async fn list(&self, q: &ListJobs) -> Result<JobPage, StoreError> {
+        let limit = q.limit.clamp(1, MAX_PAGE);
+        let mut qb = QueryBuilder::<Postgres>::new(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE TRUE"
+        ));
+        push_list_filters(&mut qb, q);
+        qb.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
+        let rows: Vec<JobRow> = qb
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .store_err()?;
+        page_from_rows(rows, limit)
+    }
+
+    async fn claim(&self, p: &ClaimParams) -> Result<Vec<Job>, StoreError> {
+        let now = self.now().await?;
+        sqlx::query(
+            "WITH due AS (SELECT id FROM jobs WHERE status = 'scheduled' AND run_at <= $1 \
+               ORDER BY run_at LIMIT 1000 FOR UPDATE SKIP LOCKED) \
+             UPDATE jobs SET status = 'queued', updated_at = $1 FROM due WHERE jobs.id = due.id",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .store_err()?;
+        let rows: Vec<JobRow> = sqlx::query_as(concat!(
+            "WITH picked AS (SELECT id AS picked_id FROM jobs WHERE status = 'queued' \
+               AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = jobs.queue AND q.paused) \
+               ORDER BY priority DESC, run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+             UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = 0, \
+               lease_owner = $2, lease_expires_at = $3, started_at = $1, updated_at = $1 \
+             FROM picked WHERE jobs.id = picked.picked_id RETURNING ",
+            job_columns!()
+        ))
+        .bind(now)
+        .bind(&p.owner)
+        .bind(now.saturating_add(duration_ms(p.lease)))
+        .bind(i64::from(p.limit))
+        .fetch_all(&self.pool)
+        .await
+        .store_err()?;
+        into_jobs_in_claim_order(rows)
+    }
+
+    async fn extend_leases(
+        &self,
+        leases: &[JobLease],
+        lease: Duration,
+    ) -> Result<Vec<LeaseState>, StoreError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now().await?;
+        let (ids, attempts, owners) = lease_columns(leases);
+        let held: Vec<(String, i32, String, bool)> = sqlx::query_as(
+            "UPDATE jobs AS j SET lease_expires_at = $1, updated_at = $2 \
+             FROM UNNEST($3::text[], $4::int[], $5::text[]) AS u(id, attempt, owner) \
+             WHERE j.id = u.id AND j.attempts = u.attempt AND j.lease_owner = u.owner \
+               AND j.status = 'running' \
+             RETURNING u.id, u.attempt, u.owner, j.cancel_requested",
+        )
+        .bind(now.saturating_add(duration_ms(lease)))
+        .bind(now)
+        .bind(ids)
+        .bind(attempts)
+        .bind(owners)
+        .fetch_all(&self.pool)
+        .await
+        .store_err()?;
+        Ok(leases
+            .iter()
+            .map(|l| {
+                let hit = held.iter().find(|(id, a, o, _)| {
+                    *id == l.id.to_string() && *a as u32 == l.attempt && *o == l.owner
+                });
+                LeaseState {
+                    id: l.id,
+                    held: hit.is_some(),
+                    cancel_requested: hit.is_some_and(|h| h.3),
+                }
+            })
+            .collect())
+    }
+
+    async fn ack(&self, acks: &[Ack]) -> Result<Vec<bool>, StoreError> {
+        if acks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now().await?;
+        let leases: Vec<JobLease> = acks.iter().map(|a| a.lease.clone()).collect();
+        let (ids, attempts, owners) = lease_columns(&leases);
+        let writes: Vec<AckWrite> = acks
+            .iter()
+            .map(|a| AckWrite::new(&a.outcome, now))
+            .collect();
+        let applied: Vec<(String, i32, String)> = sqlx::query_as(
+            "UPDATE jobs AS j SET status = u.status, result = COALESCE(u.result, j.result), \
+               errors = CASE WHEN u.error IS NULL THEN j.errors \
+                        ELSE (j.errors::jsonb || jsonb_build_array(u.error::jsonb))::text END, \
+               run_at = COALESCE(u.run_at, j.run_at), finished_at = u.finished_at, \
+               attempts = j.attempts - u.uncount, \
+               progress = CASE WHEN u.done THEN 100 ELSE j.progress END, \
+               lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
+             FROM UNNEST($2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                         $8::bigint[], $9::bigint[], $10::int[], $11::bool[]) \
+                  AS u(id, attempt, owner, status, result, error, run_at, finished_at, uncount, done) \
+             WHERE j.id = u.id AND j.attempts = u.attempt AND j.lease_owner = u.owner \
+               AND j.status = 'running' \
+             RETURNING u.id, u.attempt, u.owner",
+        )
+        .bind(now)
+        .bind(ids)
+        .bind(attempts)
+        .bind(owners)
+        .bind(writes.iter().map(|w| w.status.to_owned()).collect::<Vec<_>>())
+        .bind(writes.iter().map(|w| w.result.clone()).collect::<Vec<_>>())
+        .bind(writes.iter().map(|w| w.error.clone()).collect::<Vec<_>>())
+        .bind(writes.iter().map(|w| w.run_at).collect::<Vec<_>>())
+        .bind(writes.iter().map(|w| w.finished_at).collect::<Vec<_>>())
+        .bind(writes.iter().map(|w| w.uncount).collect::<Vec<_>>())
+        .bind(writes.iter().map(|w| w.progress_done).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await
+        .store_err()?;
+        let applied: HashSet<(String, u32, String)> = applied
+            .into_iter()
+            .map(|(i, a, o)| (i, a as u32, o))
+            .collect();
+        Ok(leases
+            .iter()
+            .map(|l| applied.contains(&(l.id.to_string(), l.attempt, l.owner.clone())))
+            .collect())
+    }
+
+    async fn set_progress(&self, l: &JobLease, progress: u8) -> Result<bool, StoreError> {
+        let now = self.now().await?;
+        let done = sqlx::query(
+            "UPDATE jobs SET progress = $1, updated_at = $2 \
+             WHERE id = $3 AND attempts = $4 AND lease_owner = $5 AND status = 'running'",
+        )
+        .bind(i32::from(progress.min(100)))
+        .bind(now)
+        .bind(l.id.to_string())
+        .bind(l.attempt as i32)
+        .bind(&l.owner)
+        .execute(&self.pool)
+        .await
+        .store_err()?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn request_cancel(&self, id: Uuid) -> Result<CancelOutcome, StoreError> {
+        let now = self.now().await?;
+        let mut tx = self.pool.begin().await.store_err()?;
+        let canceled = match Self::status_for_update(&mut tx, id).await? {
+            JobStatus::Queued | JobStatus::Scheduled => {
+                sqlx::query(
+                    "UPDATE jobs SET status = 'canceled', finished_at = $1, updated_at = $1 \
+                     WHERE id = $2",
+                )
+                .bind(now)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .store_err()?;
+                true
+            }
+            JobStatus::Running => {
+                sqlx::query(
+                    "UPDATE jobs SET cancel_requested = TRUE, updated_at = $1 WHERE id = $2",
+                )
+                .bind(now)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .store_err()?;
+                false
+            }
+            st => {
+                return Err(StoreError::InvalidTransition {
+                    id,
+                    status: st,
+                    action: "cancel",
+                });
+            }
+        };
+        tx.commit().await.store_err()?;
+        let job = self.fetch_job(id).await?.ok_or(StoreError::NotFound(id))?;
+        Ok(if canceled {
+            CancelOutcome::Canceled(job)
+        } else {
+            CancelOutcome::Requested(job)
+        })
+    }
+
+    async fn retry(&self, id: Uuid) -> Result<Job, StoreError> {
+        let now = self.now().await?;
+        let mut tx = self.pool.begin().await.store_err()?;
+        let status = Self::status_for_update(&mut tx, id).await?;
+        if !status.is_retryable_by_user() {
+            return Err(StoreError::InvalidTransition {
+                id,
+                status,
+                action: "retry",
+            });
+        }
+        sqlx::query(
+            "UPDATE jobs SET status = 'queued', run_at = $1, finished_at = NULL, \
+             cancel_requested = FALSE, max_attempts = GREATEST(max_attempts, attempts + 1), \
+             updated_at = $1 WHERE id = $2",
+        )
+        .bind(now)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .store_err()?;
+        tx.commit().await.store_err()?;
+        self.fetch_job(id).await?.ok_or(StoreError::NotFound(id))
+    }
+
+    async fn find_expired(&self, limit: u32) -> Result<Vec<JobLease>, StoreError> {
+        let now = self.now().await?;
+        let rows: Vec<(String, i32, String)> = sqlx::query_as(
+            "SELECT id, attempts, lease_owner FROM jobs \
+             WHERE status = 'running' AND lease_expires_at < $1 \
+             ORDER BY lease_expires_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .store_err()?;
+        rows.into_iter()
+            .map(|(id, attempt, owner)| {
+                Ok(JobLease {
+                    id: parse_id(&id)?,
+                    attempt: attempt.max(0) as u32,
+                    owner,
+                })
+            })
+            .collect()
+    }
+
+    async fn rescue(&self, leases: &[JobLease]) -> Result<Vec<Uuid>, StoreError> {
+        let now = self.now().await?;
+        let mut rescued = Vec::new();
+        for l in leases {
+            // One statement per lease: the fence is re-checked on the row it updates.
+            let done = sqlx::query(
+                "UPDATE jobs SET \
+                   status = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END, \
+                   finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE $1 END, \
+                   run_at = CASE WHEN attempts < max_attempts THEN $1 ELSE run_at END, \
+                   errors = (errors::jsonb || jsonb_build_array($2::jsonb))::text, \
+                   lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
+                 WHERE id = $3 AND attempts = $4 AND lease_owner = $5 AND status = 'running' \
+                   AND lease_expires_at < $1",
+            )
+            .bind(now)
+            .bind(lease_expired_error(l.attempt as i32, now))
+            .bind(l.id.to_string())
+            .bind(l.attempt as i32)
+            .bind(&l.owner)
+            .execute(&self.pool)
+            .await
+            .store_err()?;
+            if done.rows_affected() == 1 {
+                rescued.push(l.id);
+            }
+        }
+        Ok(rescued)
+    }
+
+    async fn next_run_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let t: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(run_at) FROM jobs WHERE status = 'scheduled'")
+                .fetch_one(&self.pool)
+                .await
+                .store_err()?;
+        Ok(t.map(from_millis))
+    }
+
+    async fn counts(&self) -> Result<Vec<QueueCount>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT queue, status, COUNT(*) FROM jobs GROUP BY queue, status ORDER BY queue, status",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .store_err()?;
+        counts_from_rows(rows)
+    }
+
+    async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), StoreError> {
+        let now = self.now().await?;
+        sqlx::query(
+            "INSERT INTO queues (name, paused, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at",
+        )
+        .bind(queue)
+        .bind(paused)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .store_err()?;
+        Ok(())
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueState>, StoreError> {
+        let rows: Vec<(String, bool)> = sqlx::query_as(
+            "SELECT name, paused FROM queues \
+             UNION SELECT DISTINCT queue, FALSE FROM jobs WHERE queue NOT IN (SELECT name FROM queues) \
+             ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .store_err()?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, paused)| QueueState { name, paused })
+            .collect())
+    }
+
+    async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
+             WHERE status IN ('completed', 'failed', 'canceled') AND finished_at < $1 \
+             ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(to_millis(before))
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .store_err()?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// Inserts one keyed row, or names the live job that holds its key. A holder that
+/// rolls back frees the key (we wait on it, then insert); one that finishes between
+/// our insert and our look-up frees it too, so we try again.
+async fn insert_keyed(
+    tx: &mut sqlx::Transaction<'static, Postgres>,
+    r: &InsertRow,
+    id: Uuid,
+) -> Result<Enqueued, StoreError> {
+    for _ in 0..5 {
+        let inserted: Option<String> = sqlx::query_scalar(
+            "INSERT INTO jobs (id, queue, job_type, provider, priority, payload, status, \
+             max_attempts, run_at, timeout_ms, unique_key, owner, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) \
+             ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL \
+             AND status IN ('queued', 'scheduled', 'running') DO NOTHING RETURNING id",
+        )
+        .bind(&r.id)
+        .bind(&r.queue)
+        .bind(&r.job_type)
+        .bind(&r.provider)
+        .bind(r.priority)
+        .bind(&r.payload)
+        .bind(r.status)
+        .bind(r.max_attempts)
+        .bind(r.run_at)
+        .bind(r.timeout_ms)
+        .bind(&r.unique_key)
+        .bind(&r.owner)
+        .bind(r.now)
+        .fetch_optional(&mut **tx)
+        .await
+        .store_err()?;
+        if inserted.is_some() {
+            return Ok(Enqueued {
+                id,
+                duplicate: false,
+            });
+        }
+        let live: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE unique_key = $1 \
+             AND status IN ('queued', 'scheduled', 'running')",
+        )
+        .bind(&r.unique_key)
+        .fetch_optional(&mut **tx)
+        .await
+        .store_err()?;
+        if let Some(live) = live {
+            return Ok(Enqueued {
+                id: parse_id(&live)?,
+                duplicate: true,
+            });
+        }
+    }
+    Err(StoreError::Unavailable(
+        "unique key kept changing hands; try again".into(),
+    ))
+}
+
+fn lease_columns(leases: &[JobLease]) -> (Vec<String>, Vec<i32>, Vec<String>) {
+    (
+        leases.iter().map(|l| l.id.to_string()).collect(),
+        leases.iter().map(|l| l.attempt as i32).collect(),
+        leases.iter().map(|l| l.owner.clone()).collect(),
+    )
+}

@@ -1,0 +1,130 @@
+//! The `jobs` row as all three backends return it, and its conversion to [`Job`].
+//!
+//! Columns are portable on purpose (text ids, epoch-ms integers, JSON as text), so one
+//! row type and one conversion serve SQLite, PostgreSQL and MariaDB alike.
+
+use std::time::Duration;
+
+use kyu_actors::clock::from_millis;
+use kyu_actors::store::QueueCount;
+use kyu_actors::{Job, JobStatus, Priority, StoreError};
+use uuid::Uuid;
+
+/// The column list every `SELECT`/`RETURNING` of a whole job uses, in [`JobRow`] order.
+macro_rules! job_columns {
+    () => {
+        "id, queue, job_type, provider, priority, payload, status, progress, result, errors, \
+         attempts, max_attempts, run_at, timeout_ms, unique_key, owner, lease_owner, \
+         lease_expires_at, cancel_requested, created_at, started_at, finished_at, updated_at"
+    };
+}
+pub(crate) use job_columns;
+
+/// One `jobs` row, decoded.
+#[derive(Debug, sqlx::FromRow)]
+pub struct JobRow {
+    pub id: String,
+    pub queue: String,
+    pub job_type: String,
+    pub provider: Option<String>,
+    pub priority: i32,
+    pub payload: String,
+    pub status: String,
+    pub progress: i32,
+    pub result: Option<String>,
+    pub errors: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub run_at: i64,
+    pub timeout_ms: i64,
+    pub unique_key: Option<String>,
+    pub owner: Option<String>,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<i64>,
+    pub cancel_requested: bool,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+fn corrupt(field: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("corrupt job row: {field}: {e}"))
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = StoreError;
+
+    fn try_from(r: JobRow) -> Result<Job, StoreError> {
+        Ok(Job {
+            id: Uuid::parse_str(&r.id).map_err(|e| corrupt("id", e))?,
+            queue: r.queue,
+            job_type: r.job_type,
+            provider: r.provider,
+            priority: Priority::new(r.priority.into()).map_err(|e| corrupt("priority", e))?,
+            payload: serde_json::from_str(&r.payload).map_err(|e| corrupt("payload", e))?,
+            status: r
+                .status
+                .parse::<JobStatus>()
+                .map_err(|e| corrupt("status", e))?,
+            progress: r.progress.clamp(0, 100) as u8,
+            result: r
+                .result
+                .map(|s| serde_json::from_str(&s))
+                .transpose()
+                .map_err(|e| corrupt("result", e))?,
+            errors: serde_json::from_str(&r.errors).map_err(|e| corrupt("errors", e))?,
+            attempts: r.attempts.max(0) as u32,
+            max_attempts: r.max_attempts.max(0) as u32,
+            run_at: from_millis(r.run_at),
+            timeout: Duration::from_millis(r.timeout_ms.max(0) as u64),
+            unique_key: r.unique_key,
+            owner: r.owner,
+            lease_owner: r.lease_owner,
+            lease_expires_at: r.lease_expires_at.map(from_millis),
+            cancel_requested: r.cancel_requested,
+            created_at: from_millis(r.created_at),
+            started_at: r.started_at.map(from_millis),
+            finished_at: r.finished_at.map(from_millis),
+            updated_at: from_millis(r.updated_at),
+        })
+    }
+}
+
+/// Converts rows, keeping the claim order: priority desc, run_at, id.
+pub fn into_jobs_in_claim_order(rows: Vec<JobRow>) -> Result<Vec<Job>, StoreError> {
+    let mut jobs = rows
+        .into_iter()
+        .map(Job::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    jobs.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then(a.run_at.cmp(&b.run_at))
+            .then(a.id.cmp(&b.id))
+    });
+    Ok(jobs)
+}
+
+pub(crate) fn counts_from_rows(
+    rows: Vec<(String, String, i64)>,
+) -> Result<Vec<QueueCount>, StoreError> {
+    rows.into_iter()
+        .map(|(queue, status, n)| {
+            Ok(QueueCount {
+                queue,
+                status: parse_status(status)?,
+                count: n.max(0) as u64,
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn parse_id(s: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(s).map_err(|e| StoreError::Backend(format!("corrupt job id {s:?}: {e}")))
+}
+
+pub(crate) fn parse_status(s: String) -> Result<JobStatus, StoreError> {
+    s.parse::<JobStatus>()
+        .map_err(|e| StoreError::Backend(e.to_string()))
+}
