@@ -10,6 +10,7 @@
 //! [`engine`].
 
 pub mod bench;
+pub mod chaos;
 pub mod cli;
 pub mod store;
 

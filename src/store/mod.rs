@@ -3,6 +3,7 @@
 //! pieces are the row type, the write values and the listing.
 
 mod error;
+pub mod failpoint;
 mod listing;
 pub mod mysql;
 pub mod postgres;

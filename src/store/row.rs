@@ -21,7 +21,8 @@ macro_rules! job_columns {
 pub(crate) use job_columns;
 
 /// One `jobs` row, decoded.
-#[derive(Debug, sqlx::FromRow)]
+/// Also deserializable from a JSON array in column order (SQLite batches rows so).
+#[derive(Debug, sqlx::FromRow, serde::Deserialize)]
 pub struct JobRow {
     pub id: String,
     pub queue: String,
