@@ -12,6 +12,8 @@
 pub mod bench;
 pub mod chaos;
 pub mod cli;
+pub mod config;
+pub mod probe;
 pub mod store;
 
 pub use kyu_actors as engine;

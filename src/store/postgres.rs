@@ -4,6 +4,11 @@
 //! never wait on or take each other's jobs. Acks and lease extensions of a whole batch
 //! are one `UPDATE … FROM UNNEST(…)` each: one round trip per batch. "Now" is the
 //! database's clock (one clock for every node), unless a test clock is injected.
+//!
+//! Durability: client writes (enqueue, cancel, retry, pause) commit synchronously, so a
+//! 2xx survives a database crash. The engine's own writes (claim, ack, leases) use
+//! `synchronous_commit = off`: a database crash can undo the last few, which puts their
+//! jobs back through lease rescue — at least once, as after any node death.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -17,7 +22,7 @@ use kyu_actors::store::{
 };
 use kyu_actors::{Job, JobStatus, NewJob, SharedClock, Store, StoreError};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use sqlx::{Executor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::error::SqlxResultExt;
@@ -32,7 +37,10 @@ const INSERT_CHUNK: usize = 2000;
 /// A PostgreSQL-backed [`Store`].
 #[derive(Clone, Debug)]
 pub struct PgStore {
+    /// Engine writes and reads (`synchronous_commit = off`).
     pool: PgPool,
+    /// Client-facing writes (synchronous commit).
+    durable: PgPool,
     clock: Option<SharedClock>,
 }
 
@@ -43,13 +51,33 @@ impl PgStore {
         max_connections: u32,
         clock: Option<SharedClock>,
     ) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections.max(1))
+        let durable = PgPoolOptions::new()
+            .max_connections(max_connections.div_ceil(2).max(1))
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await
             .store_err()?;
-        Ok(PgStore { pool, clock })
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("SET synchronous_commit = off").await?;
+                    // A generic plan cannot see the claim's LIMIT and sorts every
+                    // queued job; custom plans use the claim index and stop early.
+                    conn.execute("SET plan_cache_mode = force_custom_plan")
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .store_err()?;
+        Ok(PgStore {
+            pool,
+            durable,
+            clock,
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -114,7 +142,7 @@ impl Store for PgStore {
         let now = self.now().await?;
         let rows = insert_rows(&jobs, now)?;
         let mut out: Vec<Option<Enqueued>> = vec![None; rows.len()];
-        let mut tx = self.pool.begin().await.store_err()?;
+        let mut tx = self.durable.begin().await.store_err()?;
 
         let plain: Vec<(usize, &InsertRow)> = rows
             .iter()
@@ -328,7 +356,7 @@ impl Store for PgStore {
 
     async fn request_cancel(&self, id: Uuid) -> Result<CancelOutcome, StoreError> {
         let now = self.now().await?;
-        let mut tx = self.pool.begin().await.store_err()?;
+        let mut tx = self.durable.begin().await.store_err()?;
         let canceled = match Self::status_for_update(&mut tx, id).await? {
             JobStatus::Queued | JobStatus::Scheduled => {
                 sqlx::query(
@@ -372,7 +400,7 @@ impl Store for PgStore {
 
     async fn retry(&self, id: Uuid) -> Result<Job, StoreError> {
         let now = self.now().await?;
-        let mut tx = self.pool.begin().await.store_err()?;
+        let mut tx = self.durable.begin().await.store_err()?;
         let status = Self::status_for_update(&mut tx, id).await?;
         if !status.is_retryable_by_user() {
             return Err(StoreError::InvalidTransition {
@@ -476,7 +504,7 @@ impl Store for PgStore {
         .bind(queue)
         .bind(paused)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.durable)
         .await
         .store_err()?;
         Ok(())

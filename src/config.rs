@@ -1,0 +1,296 @@
+//! Settings from the environment, with the seed's names (`JOB_QUEUE_*`,
+//! `RATE_LIMIT_*`), `DATABASE_URL` and `KYU_*`. A bad value stops start-up with an
+//! error that names the key. The source is a map, so tests never touch the process
+//! environment.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::cli::DEFAULT_DATABASE_URL;
+use crate::store::failpoint::Failpoints;
+
+/// A setting that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad setting {key}={value:?}: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub value: String,
+    pub message: String,
+}
+
+/// Everything `kyu worker` needs to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub database_url: String,
+    /// Pool size at start (`JOB_QUEUE_WORKER_COUNT`).
+    pub worker_count: usize,
+    pub workers_min: usize,
+    pub workers_max: usize,
+    /// Whether the autoscaler may resize the pool (`KYU_AUTOSCALE`).
+    pub autoscale: bool,
+    /// Retries after the first attempt for jobs that do not say (`JOB_QUEUE_MAX_RETRIES`).
+    pub max_retries: u32,
+    /// Most jobs one claim takes (`JOB_QUEUE_BATCH_SIZE`).
+    pub batch_size: u32,
+    /// Fallback poll when no wake-up arrives (`JOB_QUEUE_POLL_INTERVAL`).
+    pub poll_interval: Duration,
+    pub lease: Duration,
+    pub rescue_interval: Duration,
+    pub shutdown_grace: Duration,
+    /// How long finished jobs are kept (`KYU_RETENTION`).
+    pub retention: Duration,
+    pub rate_limit_per_minute: u32,
+    pub rate_limit_burst: u32,
+    /// Registers the `ledger` job type (crash tests) writing to this file.
+    pub ledger_path: Option<PathBuf>,
+    pub failpoints: Option<Failpoints>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            worker_count: 5,
+            workers_min: 1,
+            workers_max: 10,
+            autoscale: true,
+            max_retries: 3,
+            batch_size: 100,
+            poll_interval: Duration::from_secs(5),
+            lease: Duration::from_secs(30),
+            rescue_interval: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(10),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            rate_limit_per_minute: 100,
+            rate_limit_burst: 10,
+            ledger_path: None,
+            failpoints: None,
+        }
+    }
+}
+
+/// A key/value source: the process environment or a test map.
+pub struct Env(HashMap<String, String>);
+
+impl Env {
+    pub fn process() -> Env {
+        Env(std::env::vars().collect())
+    }
+
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Env {
+        Env(pairs
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect())
+    }
+
+    fn raw(&self, key: &str) -> Option<&str> {
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    fn bad(key: &str, value: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn parse<T: FromStr>(&self, key: &str, what: &str) -> Result<Option<T>, ConfigError> {
+        self.raw(key)
+            .map(|v| {
+                v.trim()
+                    .parse::<T>()
+                    .map_err(|_| Self::bad(key, v, format!("expected {what}")))
+            })
+            .transpose()
+    }
+
+    fn duration(&self, key: &str) -> Result<Option<Duration>, ConfigError> {
+        self.raw(key)
+            .map(|v| {
+                humantime::parse_duration(v.trim()).map_err(|e| {
+                    Self::bad(
+                        key,
+                        v,
+                        format!("expected a duration like 500ms, 5s or 2m ({e})"),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    fn flag(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+        self.raw(key)
+            .map(|v| match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(Self::bad(key, v, "expected true or false")),
+            })
+            .transpose()
+    }
+}
+
+impl Settings {
+    /// Reads every key over the defaults, then checks the whole.
+    pub fn from_env(env: &Env) -> Result<Settings, ConfigError> {
+        let mut s = Settings::default();
+        if let Some(v) = env.raw("DATABASE_URL") {
+            s.database_url = v.to_owned();
+        }
+        s.worker_count = env
+            .parse("JOB_QUEUE_WORKER_COUNT", "a whole number")?
+            .unwrap_or(s.worker_count);
+        s.workers_min = env
+            .parse("KYU_WORKERS_MIN", "a whole number")?
+            .unwrap_or(s.workers_min);
+        s.workers_max = env
+            .parse("KYU_WORKERS_MAX", "a whole number")?
+            .unwrap_or(s.workers_max);
+        s.autoscale = env.flag("KYU_AUTOSCALE")?.unwrap_or(s.autoscale);
+        s.max_retries = env
+            .parse("JOB_QUEUE_MAX_RETRIES", "a whole number")?
+            .unwrap_or(s.max_retries);
+        s.batch_size = env
+            .parse("JOB_QUEUE_BATCH_SIZE", "a whole number")?
+            .unwrap_or(s.batch_size);
+        s.poll_interval = env
+            .duration("JOB_QUEUE_POLL_INTERVAL")?
+            .unwrap_or(s.poll_interval);
+        s.lease = env.duration("KYU_LEASE")?.unwrap_or(s.lease);
+        s.rescue_interval = env
+            .duration("KYU_RESCUE_INTERVAL")?
+            .unwrap_or(s.rescue_interval);
+        s.shutdown_grace = env
+            .duration("KYU_SHUTDOWN_GRACE")?
+            .unwrap_or(s.shutdown_grace);
+        s.retention = env.duration("KYU_RETENTION")?.unwrap_or(s.retention);
+        s.rate_limit_per_minute = env
+            .parse("RATE_LIMIT_REQUESTS_PER_MINUTE", "a whole number")?
+            .unwrap_or(s.rate_limit_per_minute);
+        s.rate_limit_burst = env
+            .parse("RATE_LIMIT_BURST_SIZE", "a whole number")?
+            .unwrap_or(s.rate_limit_burst);
+        s.ledger_path = env.raw("KYU_LEDGER_PATH").map(PathBuf::from);
+        if let Some(v) = env.raw(crate::store::failpoint::FAILPOINTS_ENV) {
+            s.failpoints =
+                Some(Failpoints::parse(v).map_err(|m| Env::bad("KYU_FAILPOINTS", v, m))?);
+        }
+        s.check()?;
+        Ok(s)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, value: String, message: &str| {
+            Err(ConfigError {
+                key: key.into(),
+                value,
+                message: message.into(),
+            })
+        };
+        if !(1..=1000).contains(&self.workers_max) {
+            return bad(
+                "KYU_WORKERS_MAX",
+                self.workers_max.to_string(),
+                "expected 1..=1000",
+            );
+        }
+        if self.workers_min == 0 || self.workers_min > self.workers_max {
+            return bad(
+                "KYU_WORKERS_MIN",
+                self.workers_min.to_string(),
+                "expected 1..=KYU_WORKERS_MAX",
+            );
+        }
+        if self.worker_count == 0 || self.worker_count > 1000 {
+            return bad(
+                "JOB_QUEUE_WORKER_COUNT",
+                self.worker_count.to_string(),
+                "expected 1..=1000",
+            );
+        }
+        if self.batch_size == 0 || self.batch_size > 10_000 {
+            return bad(
+                "JOB_QUEUE_BATCH_SIZE",
+                self.batch_size.to_string(),
+                "expected 1..=10000",
+            );
+        }
+        if self.max_retries > 999 {
+            return bad(
+                "JOB_QUEUE_MAX_RETRIES",
+                self.max_retries.to_string(),
+                "expected 0..=999",
+            );
+        }
+        if self.lease < Duration::from_millis(100) {
+            return bad(
+                "KYU_LEASE",
+                format!("{:?}", self.lease),
+                "expected at least 100ms",
+            );
+        }
+        if self.poll_interval.is_zero() {
+            return bad(
+                "JOB_QUEUE_POLL_INTERVAL",
+                "0".into(),
+                "expected more than 0",
+            );
+        }
+        if self.rescue_interval.is_zero() {
+            return bad("KYU_RESCUE_INTERVAL", "0".into(), "expected more than 0");
+        }
+        if self.rate_limit_per_minute == 0 {
+            return bad(
+                "RATE_LIMIT_REQUESTS_PER_MINUTE",
+                "0".into(),
+                "expected more than 0",
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_names_and_defaults() {
+        let s = Settings::from_env(&Env::from_pairs([
+            ("JOB_QUEUE_WORKER_COUNT", "5"),
+            ("JOB_QUEUE_MAX_RETRIES", "3"),
+            ("JOB_QUEUE_BATCH_SIZE", "10"),
+            ("JOB_QUEUE_POLL_INTERVAL", "5s"),
+            ("RATE_LIMIT_REQUESTS_PER_MINUTE", "100"),
+            ("RATE_LIMIT_BURST_SIZE", "10"),
+            ("KYU_LEASE", "2s"),
+        ]))
+        .unwrap();
+        assert_eq!(s.worker_count, 5);
+        assert_eq!(s.batch_size, 10);
+        assert_eq!(s.poll_interval, Duration::from_secs(5));
+        assert_eq!(s.lease, Duration::from_secs(2));
+        assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Settings::from_env(&Env::from_pairs([("JOB_QUEUE_POLL_INTERVAL", "soon")]))
+            .unwrap_err();
+        assert_eq!(e.key, "JOB_QUEUE_POLL_INTERVAL");
+        assert!(e.to_string().contains("JOB_QUEUE_POLL_INTERVAL"));
+        let e =
+            Settings::from_env(&Env::from_pairs([("JOB_QUEUE_WORKER_COUNT", "-1")])).unwrap_err();
+        assert_eq!(e.key, "JOB_QUEUE_WORKER_COUNT");
+        let e = Settings::from_env(&Env::from_pairs([("KYU_WORKERS_MIN", "20")])).unwrap_err();
+        assert_eq!(e.key, "KYU_WORKERS_MIN");
+        let e = Settings::from_env(&Env::from_pairs([("KYU_AUTOSCALE", "maybe")])).unwrap_err();
+        assert_eq!(e.key, "KYU_AUTOSCALE");
+    }
+}
