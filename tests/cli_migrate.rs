@@ -16,7 +16,11 @@ fn migrate_creates_the_sqlite_schema_and_is_idempotent() {
             .args(["migrate", "--database-url", &url])
             .output()
             .expect("run kyu migrate");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert!(db.exists());
 }
@@ -29,5 +33,8 @@ fn a_bad_database_url_names_the_setting() {
         .expect("run kyu migrate");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("database_url") && err.contains("oracle"), "{err}");
+    assert!(
+        err.contains("database_url") && err.contains("oracle"),
+        "{err}"
+    );
 }
