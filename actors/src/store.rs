@@ -68,6 +68,9 @@ pub struct ClaimParams {
     pub limit: u32,
     /// How long the lease lasts unless extended.
     pub lease: Duration,
+    /// Aging: jobs due for at least this long are claimed first, oldest first, whatever
+    /// their priority — the starvation bound. `None`: strict priority.
+    pub aged_before: Option<Duration>,
 }
 
 /// How one attempt ended, as the worker reports it.
@@ -181,7 +184,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list(&self, query: &ListJobs) -> Result<JobPage, StoreError>;
 
     /// Moves due `scheduled` jobs to `queued`, then claims up to `limit` queued jobs of
-    /// unpaused queues, best first: priority, then `run_at`, then age. Each claimed job
+    /// unpaused queues: first those due for `aged_before` or longer (oldest first), then
+    /// the best of the rest: priority, then `run_at`, then age. Each claimed job
     /// is `running`, its attempt counted, leased to `owner`. Returned in that order.
     async fn claim(&self, params: &ClaimParams) -> Result<Vec<Job>, StoreError>;
 

@@ -184,6 +184,7 @@ async fn claim_ack(store: &dyn Store, batch: u32, max: u32) -> anyhow::Result<u3
         owner: "bench".into(),
         limit: batch,
         lease: Duration::from_secs(60),
+        aged_before: None,
     };
     let mut done = 0;
     while done < max {

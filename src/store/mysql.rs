@@ -26,7 +26,8 @@ use uuid::Uuid;
 use super::error::SqlxResultExt;
 use super::listing::{page_from_rows, push_list_filters};
 use super::row::{
-    JobRow, counts_from_rows, into_jobs_in_claim_order, job_columns, parse_id, parse_status,
+    JobRow, aged_cutoff, counts_from_rows, into_jobs_in_claim_order, job_columns, parse_id,
+    parse_status,
 };
 use super::write::{AckWrite, InsertRow, duration_ms, insert_rows, lease_expired_error};
 
@@ -232,21 +233,46 @@ impl Store for MySqlStore {
             qb.build().execute(&mut *tx).await.store_err()?;
         }
 
-        let mut qb = QueryBuilder::<MySql>::new(
-            "SELECT id FROM jobs FORCE INDEX (jobs_claim) WHERE status = 'queued'",
-        );
-        if !paused.is_empty() {
-            qb.push(" AND queue NOT IN ");
-            push_id_list(&mut qb, &paused);
+        let cutoff = aged_cutoff(now, p.aged_before);
+        let mut ids: Vec<String> = Vec::new();
+        if p.aged_before.is_some() {
+            let mut qb = QueryBuilder::<MySql>::new(
+                "SELECT id FROM jobs FORCE INDEX (jobs_due) WHERE status = 'queued' AND run_at <= ",
+            );
+            qb.push_bind(cutoff);
+            if !paused.is_empty() {
+                qb.push(" AND queue NOT IN ");
+                push_id_list(&mut qb, &paused);
+            }
+            qb.push(" ORDER BY run_at, id LIMIT ")
+                .push_bind(i64::from(p.limit))
+                .push(" FOR UPDATE SKIP LOCKED");
+            ids = qb
+                .build_query_scalar()
+                .fetch_all(&mut *tx)
+                .await
+                .store_err()?;
         }
-        qb.push(" ORDER BY priority DESC, run_at, id LIMIT ")
-            .push_bind(i64::from(p.limit))
-            .push(" FOR UPDATE SKIP LOCKED");
-        let ids: Vec<String> = qb
-            .build_query_scalar()
-            .fetch_all(&mut *tx)
-            .await
-            .store_err()?;
+        let left = i64::from(p.limit) - ids.len() as i64;
+        if left > 0 {
+            let mut qb = QueryBuilder::<MySql>::new(
+                "SELECT id FROM jobs FORCE INDEX (jobs_claim) WHERE status = 'queued' AND run_at > ",
+            );
+            qb.push_bind(cutoff);
+            if !paused.is_empty() {
+                qb.push(" AND queue NOT IN ");
+                push_id_list(&mut qb, &paused);
+            }
+            qb.push(" ORDER BY priority DESC, run_at, id LIMIT ")
+                .push_bind(left)
+                .push(" FOR UPDATE SKIP LOCKED");
+            let fresh: Vec<String> = qb
+                .build_query_scalar()
+                .fetch_all(&mut *tx)
+                .await
+                .store_err()?;
+            ids.extend(fresh);
+        }
         if ids.is_empty() {
             tx.commit().await.store_err()?;
             return Ok(Vec::new());
@@ -272,7 +298,7 @@ impl Store for MySqlStore {
         push_id_list(&mut qb, &ids);
         let rows: Vec<JobRow> = qb.build_query_as().fetch_all(&mut *tx).await.store_err()?;
         tx.commit().await.store_err()?;
-        into_jobs_in_claim_order(rows)
+        into_jobs_in_claim_order(rows, cutoff)
     }
 
     async fn extend_leases(

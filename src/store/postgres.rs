@@ -28,7 +28,8 @@ use uuid::Uuid;
 use super::error::SqlxResultExt;
 use super::listing::{page_from_rows, push_list_filters};
 use super::row::{
-    JobRow, counts_from_rows, into_jobs_in_claim_order, job_columns, parse_id, parse_status,
+    JobRow, aged_cutoff, counts_from_rows, into_jobs_in_claim_order, job_columns, parse_id,
+    parse_status,
 };
 use super::write::{AckWrite, InsertRow, duration_ms, insert_rows, lease_expired_error};
 
@@ -228,23 +229,51 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await
         .store_err()?;
-        let rows: Vec<JobRow> = sqlx::query_as(concat!(
-            "WITH picked AS (SELECT id AS picked_id FROM jobs WHERE status = 'queued' \
-               AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = jobs.queue AND q.paused) \
-               ORDER BY priority DESC, run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-             UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = 0, \
-               lease_owner = $2, lease_expires_at = $3, started_at = $1, updated_at = $1 \
-             FROM picked WHERE jobs.id = picked.picked_id RETURNING ",
-            job_columns!()
-        ))
-        .bind(now)
-        .bind(&p.owner)
-        .bind(now.saturating_add(duration_ms(p.lease)))
-        .bind(i64::from(p.limit))
-        .fetch_all(&self.pool)
-        .await
-        .store_err()?;
-        into_jobs_in_claim_order(rows)
+        let cutoff = aged_cutoff(now, p.aged_before);
+        let lease_until = now.saturating_add(duration_ms(p.lease));
+        let mut rows: Vec<JobRow> = Vec::new();
+        if p.aged_before.is_some() {
+            rows = sqlx::query_as(concat!(
+                "WITH picked AS (SELECT id AS picked_id FROM jobs WHERE status = 'queued' \
+                   AND run_at <= $5 \
+                   AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = jobs.queue AND q.paused) \
+                   ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                 UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = 0, \
+                   lease_owner = $2, lease_expires_at = $3, started_at = $1, updated_at = $1 \
+                 FROM picked WHERE jobs.id = picked.picked_id RETURNING ",
+                job_columns!()
+            ))
+            .bind(now)
+            .bind(&p.owner)
+            .bind(lease_until)
+            .bind(i64::from(p.limit))
+            .bind(cutoff)
+            .fetch_all(&self.pool)
+            .await
+            .store_err()?;
+        }
+        let left = i64::from(p.limit) - rows.len() as i64;
+        if left > 0 {
+            rows.extend(
+                sqlx::query_as::<_, JobRow>(concat!(
+                    "WITH picked AS (SELECT id AS picked_id FROM jobs WHERE status = 'queued' \
+                       AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = jobs.queue AND q.paused) \
+                       ORDER BY priority DESC, run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                     UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = 0, \
+                       lease_owner = $2, lease_expires_at = $3, started_at = $1, updated_at = $1 \
+                     FROM picked WHERE jobs.id = picked.picked_id RETURNING ",
+                    job_columns!()
+                ))
+                .bind(now)
+                .bind(&p.owner)
+                .bind(lease_until)
+                .bind(left)
+                .fetch_all(&self.pool)
+                .await
+                .store_err()?,
+            );
+        }
+        into_jobs_in_claim_order(rows, cutoff)
     }
 
     async fn extend_leases(

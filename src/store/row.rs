@@ -92,19 +92,44 @@ impl TryFrom<JobRow> for Job {
     }
 }
 
-/// Converts rows, keeping the claim order: priority desc, run_at, id.
-pub fn into_jobs_in_claim_order(rows: Vec<JobRow>) -> Result<Vec<Job>, StoreError> {
-    let mut jobs = rows
-        .into_iter()
-        .map(Job::try_from)
-        .collect::<Result<Vec<_>, _>>()?;
-    jobs.sort_by(|a, b| {
-        b.priority
-            .cmp(&a.priority)
+/// Puts claim candidates in claim order — aged (due at or before `aged_cutoff`, epoch
+/// ms) first by run_at, then priority desc, run_at, id — and keeps the first `limit`.
+pub fn claim_order(mut rows: Vec<JobRow>, aged_cutoff: i64, limit: u32) -> Vec<JobRow> {
+    rows.sort_by(|a, b| {
+        let aged = |r: &JobRow| r.run_at <= aged_cutoff;
+        aged(b)
+            .cmp(&aged(a))
+            .then_with(|| {
+                if aged(a) && aged(b) {
+                    std::cmp::Ordering::Equal
+                } else {
+                    b.priority.cmp(&a.priority)
+                }
+            })
             .then(a.run_at.cmp(&b.run_at))
             .then(a.id.cmp(&b.id))
     });
-    Ok(jobs)
+    rows.dedup_by(|a, b| a.id == b.id);
+    rows.truncate(limit as usize);
+    rows
+}
+
+/// Converts claimed rows, in claim order.
+pub fn into_jobs_in_claim_order(
+    rows: Vec<JobRow>,
+    aged_cutoff: i64,
+) -> Result<Vec<Job>, StoreError> {
+    claim_order(rows, aged_cutoff, u32::MAX)
+        .into_iter()
+        .map(Job::try_from)
+        .collect()
+}
+
+/// The epoch-ms cutoff for aged jobs (`i64::MIN`: none are aged).
+pub fn aged_cutoff(now: i64, aged_before: Option<std::time::Duration>) -> i64 {
+    aged_before.map_or(i64::MIN, |d| {
+        now.saturating_sub(super::write::duration_ms(d))
+    })
 }
 
 pub(crate) fn counts_from_rows(

@@ -32,7 +32,8 @@ use uuid::Uuid;
 use super::error::SqlxResultExt;
 use super::listing::{page_from_rows, push_list_filters};
 use super::row::{
-    JobRow, counts_from_rows, into_jobs_in_claim_order, job_columns, parse_id, parse_status,
+    JobRow, aged_cutoff, claim_order, counts_from_rows, into_jobs_in_claim_order, job_columns,
+    parse_id, parse_status,
 };
 use super::write::{AckWrite, InsertRow, duration_ms, insert_rows, lease_expired_error};
 
@@ -268,19 +269,29 @@ impl Store for SqliteStore {
         .store_err()?;
         // One row holding every candidate as JSON: sqlx hands each result row across a
         // thread, so a batch costs a few round trips instead of one per job.
+        let cutoff = aged_cutoff(now, p.aged_before);
         let picked: String = sqlx::query_scalar(concat!(
             "SELECT json_group_array(json_array(",
             sqlite_json_columns!(),
-            ")) FROM (SELECT * FROM jobs INDEXED BY jobs_claim WHERE status = 'queued' \
-               AND queue NOT IN (SELECT name FROM queues WHERE paused = 1) \
-               ORDER BY priority DESC, run_at, id LIMIT $1)"
+            ")) FROM (\
+               SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_queued_age \
+                 WHERE status = 'queued' AND run_at <= $2 \
+                 AND queue NOT IN (SELECT name FROM queues WHERE paused = 1) \
+                 ORDER BY run_at, id LIMIT $1) \
+               UNION ALL \
+               SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_claim \
+                 WHERE status = 'queued' AND run_at > $2 \
+                 AND queue NOT IN (SELECT name FROM queues WHERE paused = 1) \
+                 ORDER BY priority DESC, run_at, id LIMIT $1))"
         ))
         .bind(i64::from(p.limit))
+        .bind(cutoff)
         .fetch_one(&mut *tx)
         .await
         .store_err()?;
-        let mut rows: Vec<JobRow> = serde_json::from_str(&picked)
+        let rows: Vec<JobRow> = serde_json::from_str(&picked)
             .map_err(|e| StoreError::Backend(format!("claim rows: {e}")))?;
+        let mut rows = claim_order(rows, cutoff, p.limit);
         if rows.is_empty() {
             tx.commit().await.store_err()?;
             return Ok(Vec::new());
@@ -309,7 +320,7 @@ impl Store for SqliteStore {
             r.started_at = Some(now);
             r.updated_at = now;
         }
-        into_jobs_in_claim_order(rows)
+        into_jobs_in_claim_order(rows, cutoff)
     }
 
     async fn extend_leases(

@@ -2,7 +2,9 @@
 //! every backend runs (River's `riverdrivertest`, Oban's `for engine <- [...]`).
 
 pub mod manual_clock;
+pub mod memory_store;
 pub mod store_contract;
 
 pub use manual_clock::ManualClock;
+pub use memory_store::MemoryStore;
 pub use store_contract::TestStore;

@@ -41,7 +41,7 @@ macro_rules! store_contract_tests {
     ($factory:path) => {
         $crate::store_contract_tests!(@cases $factory;
             enqueue_and_get, enqueue_validates, delayed_job_waits_for_run_at, claim_order,
-            claim_limit_and_lease, unique_key_dedupes_while_live, unique_key_within_batch,
+            claim_limit_and_lease, aged_jobs_are_claimed_first, unique_key_dedupes_while_live, unique_key_within_batch,
             ack_completed, ack_retry_then_claim_again, ack_failed_and_canceled,
             ack_is_fenced, error_history_keeps_every_attempt, released_jobs_queue_again,
             cancel_rules, retry_rules, lease_extension_and_rescue,
@@ -73,6 +73,7 @@ fn claim_params(owner: &str, limit: u32) -> ClaimParams {
         owner: owner.to_owned(),
         limit,
         lease: LEASE,
+        aged_before: None,
     }
 }
 
@@ -225,6 +226,59 @@ pub async fn claim_order(ts: &TestStore) {
     }
     let batch: Vec<Uuid> = claim(ts, 10).await.into_iter().map(|j| j.id).collect();
     assert_eq!(batch, vec![ids[1], ids[2], ids[0]]);
+}
+
+/// The starvation bound: a low-priority job due long enough goes before fresher
+/// high-priority ones.
+pub async fn aged_jobs_are_claimed_first(ts: &TestStore) {
+    let now = ts.clock.now();
+    let old_low = enqueue(
+        ts,
+        noop(1)
+            .priority(Priority::MIN)
+            .run_at(now - chrono::Duration::seconds(90)),
+    )
+    .await;
+    let older_low = enqueue(
+        ts,
+        noop(2)
+            .priority(Priority::LOW)
+            .run_at(now - chrono::Duration::seconds(120)),
+    )
+    .await;
+    let fresh_low = enqueue(ts, noop(3).priority(Priority::MIN)).await;
+    let mut high = Vec::new();
+    for i in 0..3 {
+        high.push(enqueue(ts, noop(10 + i).priority(Priority::CRITICAL)).await);
+    }
+    let aged = |limit| ClaimParams {
+        owner: OWNER.into(),
+        limit,
+        lease: LEASE,
+        aged_before: Some(Duration::from_secs(60)),
+    };
+    let got: Vec<Uuid> = ts
+        .store
+        .claim(&aged(3))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(
+        got,
+        vec![older_low, old_low, high[0]],
+        "aged first, oldest first, then priority"
+    );
+    let got: Vec<Uuid> = ts
+        .store
+        .claim(&aged(10))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(got, vec![high[1], high[2], fresh_low]);
 }
 
 pub async fn claim_limit_and_lease(ts: &TestStore) {
@@ -1053,6 +1107,7 @@ pub async fn concurrent_claimers_claim_each_job_once(ts: &TestStore) {
                         owner: owner.clone(),
                         limit: 50,
                         lease: LEASE,
+                        aged_before: Some(Duration::from_secs(3600)),
                     })
                     .await
                     .expect("claim");

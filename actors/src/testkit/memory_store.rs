@@ -1,0 +1,443 @@
+//! An in-memory [`Store`] for engine tests (Oban's `inline`, apalis' `memory`). It
+//! follows the same contract as the SQL stores and reads time from the injected clock.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::clock::SharedClock;
+use crate::error::{AttemptError, ErrorKind};
+use crate::job::{Job, NewJob};
+use crate::status::JobStatus;
+use crate::store::{
+    Ack, CancelOutcome, ClaimParams, Enqueued, JobLease, JobPage, LeaseState, ListJobs, MAX_PAGE,
+    Outcome, QueueCount, QueueState, Store, StoreError, validate_new_job,
+};
+
+#[derive(Default)]
+struct State {
+    jobs: BTreeMap<Uuid, Job>,
+    paused: HashMap<String, bool>,
+}
+
+/// Jobs in a mutex'd map.
+pub struct MemoryStore {
+    state: Mutex<State>,
+    clock: SharedClock,
+}
+
+impl MemoryStore {
+    pub fn new(clock: SharedClock) -> MemoryStore {
+        MemoryStore {
+            state: Mutex::new(State::default()),
+            clock,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn chrono_d(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+fn holds(job: &Job, l: &JobLease) -> bool {
+    job.status == JobStatus::Running
+        && job.attempts == l.attempt
+        && job.lease_owner.as_deref() == Some(l.owner.as_str())
+}
+
+fn live(job: &Job) -> bool {
+    !job.status.is_final()
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
+        for j in &jobs {
+            validate_new_job(j)?;
+        }
+        let now = self.clock.now();
+        let mut st = self.lock();
+        let mut out = Vec::with_capacity(jobs.len());
+        for n in jobs {
+            if let Some(key) = &n.unique_key {
+                if let Some(existing) = st
+                    .jobs
+                    .values()
+                    .find(|j| live(j) && j.unique_key.as_deref() == Some(key))
+                {
+                    out.push(Enqueued {
+                        id: existing.id,
+                        duplicate: true,
+                    });
+                    continue;
+                }
+            }
+            let run_at = n.run_at.resolve(now);
+            let job = Job {
+                id: n.id,
+                queue: n.queue,
+                job_type: n.job_type,
+                provider: n.provider,
+                priority: n.priority,
+                payload: n.payload,
+                status: if run_at > now {
+                    JobStatus::Scheduled
+                } else {
+                    JobStatus::Queued
+                },
+                progress: 0,
+                result: None,
+                errors: Vec::new(),
+                attempts: 0,
+                max_attempts: n.max_attempts,
+                run_at,
+                timeout: Duration::from_millis(n.timeout.as_millis() as u64),
+                unique_key: n.unique_key,
+                owner: n.owner,
+                lease_owner: None,
+                lease_expires_at: None,
+                cancel_requested: false,
+                created_at: now,
+                started_at: None,
+                finished_at: None,
+                updated_at: now,
+            };
+            out.push(Enqueued {
+                id: job.id,
+                duplicate: false,
+            });
+            st.jobs.insert(job.id, job);
+        }
+        Ok(out)
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
+        Ok(self.lock().jobs.get(&id).cloned())
+    }
+
+    async fn list(&self, q: &ListJobs) -> Result<JobPage, StoreError> {
+        let limit = q.limit.clamp(1, MAX_PAGE) as usize;
+        let st = self.lock();
+        let mut jobs: Vec<Job> = st
+            .jobs
+            .values()
+            .rev()
+            .filter(|j| q.cursor.is_none_or(|c| j.id < c))
+            .filter(|j| q.job_type.as_ref().is_none_or(|t| &j.job_type == t))
+            .filter(|j| q.status.is_none_or(|s| j.status == s))
+            .filter(|j| q.queue.as_ref().is_none_or(|x| &j.queue == x))
+            .filter(|j| q.owner.as_ref().is_none_or(|o| j.owner.as_ref() == Some(o)))
+            .take(limit + 1)
+            .cloned()
+            .collect();
+        let more = jobs.len() > limit;
+        jobs.truncate(limit);
+        let next_cursor = if more {
+            jobs.last().map(|j| j.id)
+        } else {
+            None
+        };
+        Ok(JobPage { jobs, next_cursor })
+    }
+
+    async fn claim(&self, p: &ClaimParams) -> Result<Vec<Job>, StoreError> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        for j in st.jobs.values_mut() {
+            if j.status == JobStatus::Scheduled && j.run_at <= now {
+                j.status = JobStatus::Queued;
+                j.updated_at = now;
+            }
+        }
+        let paused: HashSet<String> = st
+            .paused
+            .iter()
+            .filter(|(_, p)| **p)
+            .map(|(q, _)| q.clone())
+            .collect();
+        let mut ready: Vec<&Job> = st
+            .jobs
+            .values()
+            .filter(|j| j.status == JobStatus::Queued && !paused.contains(&j.queue))
+            .collect();
+        let aged = p.aged_before.map(|d| now - chrono_d(d));
+        ready.sort_by(|a, b| {
+            let old = |j: &Job| aged.is_some_and(|t| j.run_at <= t);
+            old(b)
+                .cmp(&old(a))
+                .then(b.priority.cmp(&a.priority))
+                .then(a.run_at.cmp(&b.run_at))
+                .then(a.id.cmp(&b.id))
+        });
+        let ids: Vec<Uuid> = ready.iter().take(p.limit as usize).map(|j| j.id).collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(j) = st.jobs.get_mut(&id) {
+                j.status = JobStatus::Running;
+                j.attempts += 1;
+                j.progress = 0;
+                j.lease_owner = Some(p.owner.clone());
+                j.lease_expires_at = Some(now + chrono_d(p.lease));
+                j.started_at = Some(now);
+                j.updated_at = now;
+                out.push(j.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn extend_leases(
+        &self,
+        leases: &[JobLease],
+        lease: Duration,
+    ) -> Result<Vec<LeaseState>, StoreError> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        Ok(leases
+            .iter()
+            .map(|l| match st.jobs.get_mut(&l.id) {
+                Some(j) if holds(j, l) => {
+                    j.lease_expires_at = Some(now + chrono_d(lease));
+                    j.updated_at = now;
+                    LeaseState {
+                        id: l.id,
+                        held: true,
+                        cancel_requested: j.cancel_requested,
+                    }
+                }
+                _ => LeaseState {
+                    id: l.id,
+                    held: false,
+                    cancel_requested: false,
+                },
+            })
+            .collect())
+    }
+
+    async fn ack(&self, acks: &[Ack]) -> Result<Vec<bool>, StoreError> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        Ok(acks
+            .iter()
+            .map(|a| {
+                let Some(j) = st.jobs.get_mut(&a.lease.id) else {
+                    return false;
+                };
+                if !holds(j, &a.lease) {
+                    return false;
+                }
+                match &a.outcome {
+                    Outcome::Completed { result } => {
+                        j.status = JobStatus::Completed;
+                        j.result = Some(result.clone());
+                        j.progress = 100;
+                        j.finished_at = Some(now);
+                    }
+                    Outcome::Retry { delay, error } => {
+                        j.status = JobStatus::Scheduled;
+                        j.errors.push(error.clone());
+                        j.run_at = now + chrono_d(*delay);
+                    }
+                    Outcome::Failed { error } => {
+                        j.status = JobStatus::Failed;
+                        j.errors.push(error.clone());
+                        j.finished_at = Some(now);
+                    }
+                    Outcome::Canceled { error } => {
+                        j.status = JobStatus::Canceled;
+                        j.errors.push(error.clone());
+                        j.finished_at = Some(now);
+                    }
+                    Outcome::Released { uncount } => {
+                        j.status = JobStatus::Queued;
+                        j.run_at = now;
+                        if *uncount {
+                            j.attempts -= 1;
+                        }
+                    }
+                }
+                j.lease_owner = None;
+                j.lease_expires_at = None;
+                j.updated_at = now;
+                true
+            })
+            .collect())
+    }
+
+    async fn set_progress(&self, l: &JobLease, progress: u8) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        match st.jobs.get_mut(&l.id) {
+            Some(j) if holds(j, l) => {
+                j.progress = progress.min(100);
+                j.updated_at = now;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn request_cancel(&self, id: Uuid) -> Result<CancelOutcome, StoreError> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        let j = st.jobs.get_mut(&id).ok_or(StoreError::NotFound(id))?;
+        match j.status {
+            JobStatus::Queued | JobStatus::Scheduled => {
+                j.status = JobStatus::Canceled;
+                j.finished_at = Some(now);
+                j.updated_at = now;
+                Ok(CancelOutcome::Canceled(j.clone()))
+            }
+            JobStatus::Running => {
+                j.cancel_requested = true;
+                j.updated_at = now;
+                Ok(CancelOutcome::Requested(j.clone()))
+            }
+            status => Err(StoreError::InvalidTransition {
+                id,
+                status,
+                action: "cancel",
+            }),
+        }
+    }
+
+    async fn retry(&self, id: Uuid) -> Result<Job, StoreError> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        let j = st.jobs.get_mut(&id).ok_or(StoreError::NotFound(id))?;
+        if !j.status.is_retryable_by_user() {
+            return Err(StoreError::InvalidTransition {
+                id,
+                status: j.status,
+                action: "retry",
+            });
+        }
+        j.status = JobStatus::Queued;
+        j.run_at = now;
+        j.finished_at = None;
+        j.cancel_requested = false;
+        j.max_attempts = j.max_attempts.max(j.attempts + 1);
+        j.updated_at = now;
+        Ok(j.clone())
+    }
+
+    async fn find_expired(&self, limit: u32) -> Result<Vec<JobLease>, StoreError> {
+        let now = self.clock.now();
+        let st = self.lock();
+        let mut expired: Vec<&Job> = st
+            .jobs
+            .values()
+            .filter(|j| {
+                j.status == JobStatus::Running && j.lease_expires_at.is_some_and(|t| t < now)
+            })
+            .collect();
+        expired.sort_by_key(|j| j.lease_expires_at);
+        Ok(expired
+            .into_iter()
+            .take(limit as usize)
+            .filter_map(|j| j.lease())
+            .collect())
+    }
+
+    async fn rescue(&self, leases: &[JobLease]) -> Result<Vec<Uuid>, StoreError> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        let mut out = Vec::new();
+        for l in leases {
+            let Some(j) = st.jobs.get_mut(&l.id) else {
+                continue;
+            };
+            if !holds(j, l) || j.lease_expires_at.is_none_or(|t| t >= now) {
+                continue;
+            }
+            j.errors.push(AttemptError {
+                attempt: j.attempts,
+                kind: ErrorKind::Retryable,
+                message: "lease expired: the node running this attempt died or stalled".into(),
+                at: now,
+            });
+            if j.attempts < j.max_attempts {
+                j.status = JobStatus::Queued;
+                j.run_at = now;
+            } else {
+                j.status = JobStatus::Failed;
+                j.finished_at = Some(now);
+            }
+            j.lease_owner = None;
+            j.lease_expires_at = None;
+            j.updated_at = now;
+            out.push(l.id);
+        }
+        Ok(out)
+    }
+
+    async fn next_run_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self
+            .lock()
+            .jobs
+            .values()
+            .filter(|j| j.status == JobStatus::Scheduled)
+            .map(|j| j.run_at)
+            .min())
+    }
+
+    async fn counts(&self) -> Result<Vec<QueueCount>, StoreError> {
+        let mut c: BTreeMap<(String, JobStatus), u64> = BTreeMap::new();
+        for j in self.lock().jobs.values() {
+            *c.entry((j.queue.clone(), j.status)).or_default() += 1;
+        }
+        Ok(c.into_iter()
+            .map(|((queue, status), count)| QueueCount {
+                queue,
+                status,
+                count,
+            })
+            .collect())
+    }
+
+    async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), StoreError> {
+        self.lock().paused.insert(queue.to_owned(), paused);
+        Ok(())
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueState>, StoreError> {
+        let st = self.lock();
+        let mut names: BTreeMap<String, bool> =
+            st.jobs.values().map(|j| (j.queue.clone(), false)).collect();
+        for (q, p) in &st.paused {
+            names.insert(q.clone(), *p);
+        }
+        Ok(names
+            .into_iter()
+            .map(|(name, paused)| QueueState { name, paused })
+            .collect())
+    }
+
+    async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let mut st = self.lock();
+        let mut old: Vec<(DateTime<Utc>, Uuid)> = st
+            .jobs
+            .values()
+            .filter(|j| j.status.is_final() && j.finished_at.is_some_and(|t| t < before))
+            .filter_map(|j| j.finished_at.map(|t| (t, j.id)))
+            .collect();
+        old.sort();
+        let n = old.len().min(limit as usize);
+        for (_, id) in old.into_iter().take(n) {
+            st.jobs.remove(&id);
+        }
+        Ok(n as u64)
+    }
+}
