@@ -1,23 +1,47 @@
 //! # kyu-actors: the engine core
 //!
-//! The job model, the seams the engine needs ([`store::Store`], [`clock::Clock`]) and,
-//! behind the `testkit` feature, the fakes and the store contract suite.
+//! The job model, the seams the engine needs ([`store::Store`], [`clock::Clock`],
+//! [`autoscale::ResourceProbe`], [`rate_limit::RateLimitBackend`]), the actor engine
+//! and, behind the `testkit` feature, the fakes and the store contract suite.
+//!
+//! ```text
+//! Supervisor ─┬─ Dispatcher ── claims in batches, starts jobs in worker slots,
+//!             │                renews leases, asks the rate limiter per provider
+//!             ├─ Acker ─────── group-commits outcomes
+//!             ├─ Scheduler ─── rescues expired leases, wakes for due jobs, prunes
+//!             └─ Autoscaler ── CPU/memory/backlog → pool size in [min, max]
+//! ```
 //!
 //! This crate knows nothing about sqlx, axum, redis or reqwest: the `kyu` crate
 //! implements the seams, so everything here is testable in memory with a manual clock.
 
+pub mod actor;
+pub mod autoscale;
+pub mod backoff;
 pub mod clock;
+pub mod config;
+pub mod engine;
 pub mod error;
+pub mod events;
+pub mod handler;
 pub mod job;
 pub mod priority;
+pub mod rate_limit;
+pub mod restart_budget;
+pub mod run;
 pub mod status;
 pub mod store;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
+pub use autoscale::{Reading, ResourceProbe};
 pub use clock::{Clock, SharedClock, SystemClock};
+pub use config::EngineConfig;
+pub use engine::{Engine, EngineBuilder, EngineError, EngineStats};
 pub use error::{AttemptError, ErrorKind, JobError};
+pub use events::EngineEvent;
+pub use handler::{Handler, HandlerRegistry, JobContext};
 pub use job::{Job, NewJob, RunAt};
 pub use priority::Priority;
 pub use status::JobStatus;

@@ -90,6 +90,9 @@ pub enum Outcome {
     /// Given back unfinished (graceful shutdown): queued again at once. When
     /// `uncount` is true the attempt never started and is not counted.
     Released { uncount: bool },
+    /// Never started, put back for `delay` (its provider has no token yet); the
+    /// attempt is not counted and no error is recorded.
+    Snoozed { delay: Duration },
 }
 
 /// One outcome to write, fenced by its lease.

@@ -71,18 +71,17 @@ impl Store for MemoryStore {
         let mut st = self.lock();
         let mut out = Vec::with_capacity(jobs.len());
         for n in jobs {
-            if let Some(key) = &n.unique_key {
-                if let Some(existing) = st
+            if let Some(key) = &n.unique_key
+                && let Some(existing) = st
                     .jobs
                     .values()
                     .find(|j| live(j) && j.unique_key.as_deref() == Some(key))
-                {
-                    out.push(Enqueued {
-                        id: existing.id,
-                        duplicate: true,
-                    });
-                    continue;
-                }
+            {
+                out.push(Enqueued {
+                    id: existing.id,
+                    duplicate: true,
+                });
+                continue;
             }
             let run_at = n.run_at.resolve(now);
             let job = Job {
@@ -259,6 +258,11 @@ impl Store for MemoryStore {
                         j.status = JobStatus::Canceled;
                         j.errors.push(error.clone());
                         j.finished_at = Some(now);
+                    }
+                    Outcome::Snoozed { delay } => {
+                        j.status = JobStatus::Scheduled;
+                        j.run_at = now + chrono_d(*delay);
+                        j.attempts -= 1;
                     }
                     Outcome::Released { uncount } => {
                         j.status = JobStatus::Queued;

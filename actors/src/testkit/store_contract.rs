@@ -584,6 +584,27 @@ pub async fn released_jobs_queue_again(ts: &TestStore) {
         2,
         "released jobs are claimable at once"
     );
+
+    // Snoozed: not started, back after a delay, attempt uncounted, no error.
+    let c = enqueue(ts, noop(3)).await;
+    let job = claim_one(ts).await;
+    assert_eq!(job.id, c);
+    assert!(
+        ack1(
+            ts,
+            job.lease().unwrap(),
+            Outcome::Snoozed {
+                delay: Duration::from_secs(5)
+            }
+        )
+        .await
+    );
+    let jc = get(ts, c).await;
+    assert_eq!(
+        (jc.status, jc.attempts, jc.errors.len()),
+        (JobStatus::Scheduled, 0, 0)
+    );
+    assert_eq!(jc.run_at, ts.clock.now() + chrono::Duration::seconds(5));
 }
 
 pub async fn cancel_rules(ts: &TestStore) {

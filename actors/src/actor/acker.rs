@@ -1,0 +1,135 @@
+//! Acker: writes job outcomes to the store in batches. While one write is in flight,
+//! outcomes pile up and go together in the next (group commit), so throughput comes
+//! from batching without a timer delaying the first ack. A failed write is retried
+//! with back-off; nothing is dropped. A fenced ack (lease lost) is logged and counted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use super::{Counters, Deps};
+use crate::events::EngineEvent;
+use crate::store::{Ack, Outcome, StoreError};
+
+pub struct Acker;
+
+pub enum AckerMsg {
+    Ack(Ack),
+    Written(Result<Vec<bool>, StoreError>, Vec<Ack>),
+    RetryWrite,
+    /// Replies once every outcome received so far is written.
+    Flush(RpcReplyPort<()>),
+}
+
+pub struct AckerState {
+    deps: Arc<Deps>,
+    buffer: Vec<Ack>,
+    writing: bool,
+    failures: u32,
+    waiters: Vec<RpcReplyPort<()>>,
+}
+
+impl AckerState {
+    fn write(&mut self, myself: &ActorRef<AckerMsg>) {
+        if self.writing || self.buffer.is_empty() {
+            if !self.writing {
+                for w in self.waiters.drain(..) {
+                    let _ = w.send(());
+                }
+            }
+            return;
+        }
+        let n = self.buffer.len().min(self.deps.config.ack_batch);
+        let batch: Vec<Ack> = self.buffer.drain(..n).collect();
+        self.writing = true;
+        let store = self.deps.store.clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let r = store.ack(&batch).await;
+            let _ = me.cast(AckerMsg::Written(r, batch));
+        });
+    }
+}
+
+impl Actor for Acker {
+    type Msg = AckerMsg;
+    type State = AckerState;
+    type Arguments = Arc<Deps>;
+
+    async fn pre_start(
+        &self,
+        _me: ActorRef<AckerMsg>,
+        deps: Arc<Deps>,
+    ) -> Result<AckerState, ActorProcessingErr> {
+        Ok(AckerState {
+            deps,
+            buffer: Vec::new(),
+            writing: false,
+            failures: 0,
+            waiters: Vec::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        me: ActorRef<AckerMsg>,
+        msg: AckerMsg,
+        st: &mut AckerState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            AckerMsg::Ack(a) => {
+                st.buffer.push(a);
+                st.write(&me);
+            }
+            AckerMsg::Written(Ok(applied), batch) => {
+                st.writing = false;
+                st.failures = 0;
+                let c = &st.deps.counters;
+                let mut fenced = 0;
+                for (a, ok) in batch.iter().zip(&applied) {
+                    if !ok {
+                        fenced += 1;
+                        tracing::warn!(job = %a.lease.id, attempt = a.lease.attempt,
+                            "ack fenced: lease lost (the job was rescued or finished elsewhere)");
+                        continue;
+                    }
+                    match &a.outcome {
+                        Outcome::Completed { .. } => Counters::add(&c.completed, 1),
+                        Outcome::Retry { .. } => Counters::add(&c.retried, 1),
+                        Outcome::Failed { .. } => Counters::add(&c.failed, 1),
+                        Outcome::Canceled { .. } => Counters::add(&c.canceled, 1),
+                        Outcome::Released { .. } | Outcome::Snoozed { .. } => {}
+                    }
+                }
+                Counters::add(&c.fenced, fenced as u64);
+                st.deps.events.emit(EngineEvent::Acked {
+                    written: batch.len(),
+                    fenced,
+                });
+                st.write(&me);
+            }
+            AckerMsg::Written(Err(e), batch) => {
+                st.writing = false;
+                st.failures += 1;
+                let wait = Duration::from_millis(50) * (1u32 << st.failures.min(7));
+                tracing::error!(error = %e, pending = batch.len() + st.buffer.len(),
+                    retry_in_ms = wait.as_millis() as u64, "ack write failed; retrying");
+                let mut rest = std::mem::take(&mut st.buffer);
+                st.buffer = batch;
+                st.buffer.append(&mut rest);
+                st.writing = true; // hold writes until the retry
+                me.send_after(wait, || AckerMsg::RetryWrite);
+            }
+            AckerMsg::RetryWrite => {
+                st.writing = false;
+                st.write(&me);
+            }
+            AckerMsg::Flush(reply) => {
+                st.waiters.push(reply);
+                st.write(&me);
+            }
+        }
+        Ok(())
+    }
+}

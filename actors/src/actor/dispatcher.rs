@@ -1,0 +1,447 @@
+//! Dispatcher: claims due jobs in batches sized to the pool's appetite, keeps them in
+//! claim order (aged first, then priority — the store decides), and starts the first
+//! eligible one whenever a worker slot is free. A job whose provider has no token is
+//! skipped, not waited on, so other providers go ahead; if its wait is long it is put
+//! back in the store for later. Handlers run in their own tasks, never in `handle`.
+//!
+//! Worker slots: the pool is `pool_size` slots; a slot runs one job at a time. A
+//! handler that panics fails its attempt (kind `panic`) and its slot is replaced.
+//! Leases of claimed jobs are renewed every third of the lease; a lost lease or a
+//! cancel request fires the job's token.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::acker::AckerMsg;
+use super::{Counters, Deps};
+use crate::events::EngineEvent;
+use crate::handler::{JobContext, Progress};
+use crate::job::Job;
+use crate::run::{RunResult, outcome_for, run_attempt};
+use crate::store::{Ack, ClaimParams, LeaseState, Outcome, StoreError};
+
+/// A wait longer than this for a provider token sends the job back to the store.
+const SNOOZE_AFTER: Duration = Duration::from_millis(500);
+
+pub struct Dispatcher;
+
+pub enum DispatcherMsg {
+    /// Something may be claimable (enqueue, rescue, due job, token available).
+    Wake,
+    Claimed(Result<Vec<Job>, StoreError>),
+    Finished(Uuid, RunResult),
+    Renew,
+    Renewed(Result<Vec<LeaseState>, StoreError>),
+    /// In-process fast path for a cancel request already stored.
+    Cancel(Uuid),
+    SetPoolSize(usize),
+    SetAcker(ActorRef<AckerMsg>),
+    Stats(RpcReplyPort<DispatcherStats>),
+    /// Stop claiming, give back unstarted jobs; reply when no job runs.
+    Drain(RpcReplyPort<()>),
+    /// After the grace period: stop the jobs still running and give them back.
+    ReleaseRunning(RpcReplyPort<usize>),
+}
+
+/// A snapshot for the autoscaler, the API and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DispatcherStats {
+    pub pool_size: usize,
+    pub busy: usize,
+    pub prefetched: usize,
+    /// The last claim came back full, or jobs wait for a slot.
+    pub backlog: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    Canceled,
+    LeaseLost,
+    Shutdown,
+}
+
+struct Running {
+    job: Job,
+    token: CancellationToken,
+    stop: Option<StopReason>,
+}
+
+pub struct DispatcherState {
+    deps: Arc<Deps>,
+    acker: ActorRef<AckerMsg>,
+    pool_size: usize,
+    pending: VecDeque<Job>,
+    running: HashMap<Uuid, Running>,
+    claiming: bool,
+    backlog: bool,
+    draining: bool,
+    drain_waiters: Vec<RpcReplyPort<()>>,
+    token_wake_at: Option<tokio::time::Instant>,
+}
+
+impl DispatcherState {
+    fn ack(&self, job: &Job, outcome: Outcome) {
+        if let Some(lease) = job.lease() {
+            let _ = self.acker.cast(AckerMsg::Ack(Ack { lease, outcome }));
+        }
+    }
+
+    /// How many claimed-but-unstarted jobs to keep.
+    fn prefetch_target(&self) -> usize {
+        self.pool_size * self.deps.config.prefetch_per_worker.max(1) as usize
+    }
+
+    async fn pump(&mut self, me: &ActorRef<DispatcherMsg>) {
+        self.start_eligible(me).await;
+        if self.draining {
+            self.answer_drain();
+            return;
+        }
+        let free = self.pool_size.saturating_sub(self.running.len());
+        let want = self.prefetch_target().saturating_sub(self.pending.len());
+        if !self.claiming
+            && want > 0
+            && (free > 0 || self.pending.len() < self.prefetch_target() / 2)
+        {
+            self.claiming = true;
+            let params = ClaimParams {
+                owner: self.deps.owner.clone(),
+                limit: (want as u32).min(self.deps.config.claim_batch),
+                lease: self.deps.config.lease,
+                aged_before: Some(self.deps.config.aging_bound),
+            };
+            let store = self.deps.store.clone();
+            let me = me.clone();
+            tokio::spawn(async move {
+                let r = store.claim(&params).await;
+                let _ = me.cast(DispatcherMsg::Claimed(r));
+            });
+        }
+    }
+
+    async fn start_eligible(&mut self, me: &ActorRef<DispatcherMsg>) {
+        let mut i = 0;
+        let mut soonest: Option<Duration> = None;
+        while self.running.len() < self.pool_size && i < self.pending.len() {
+            let provider = self.pending[i].provider.clone();
+            if let Some(p) = provider {
+                let now = self.deps.clock.now();
+                if let Err(wait) = self.deps.limiter.try_acquire(&p, now).await {
+                    if wait > SNOOZE_AFTER {
+                        if let Some(job) = self.pending.remove(i) {
+                            self.deps.events.emit(EngineEvent::RateLimited(job.id));
+                            self.ack(&job, Outcome::Snoozed { delay: wait });
+                        }
+                    } else {
+                        soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
+                        i += 1;
+                    }
+                    continue;
+                }
+            }
+            if let Some(job) = self.pending.remove(i) {
+                self.start(me, job);
+            }
+        }
+        if let Some(wait) = soonest {
+            let at = tokio::time::Instant::now() + wait;
+            if self
+                .token_wake_at
+                .is_none_or(|t| t <= tokio::time::Instant::now() || at < t)
+            {
+                self.token_wake_at = Some(at);
+                me.send_after(wait, || DispatcherMsg::Wake);
+            }
+        }
+    }
+
+    fn start(&mut self, me: &ActorRef<DispatcherMsg>, job: Job) {
+        let Some(lease) = job.lease() else { return };
+        let token = CancellationToken::new();
+        Counters::add(&self.deps.counters.started, 1);
+        self.deps
+            .events
+            .emit(EngineEvent::Started(job.id, job.attempts));
+        let handler = self.deps.handlers.get(&job.job_type);
+        let ctx = JobContext {
+            id: job.id,
+            job_type: job.job_type.clone(),
+            attempt: job.attempts,
+            max_attempts: job.max_attempts,
+            payload: job.payload.clone(),
+            cancel: token.clone(),
+            progress: Progress::new(self.deps.store.clone(), lease),
+        };
+        let (id, timeout, job_type) = (job.id, job.timeout, job.job_type.clone());
+        let t = token.clone();
+        let me = me.clone();
+        let span = tracing::info_span!("job", %id, r#type = %job_type, attempt = job.attempts);
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let r = match handler {
+                    Some(h) => run_attempt(h, ctx, timeout, t).await,
+                    None => RunResult::Unknown(job_type),
+                };
+                let _ = me.cast(DispatcherMsg::Finished(id, r));
+            },
+            span,
+        ));
+        self.running.insert(
+            id,
+            Running {
+                job,
+                token,
+                stop: None,
+            },
+        );
+    }
+
+    fn finished(&mut self, id: Uuid, result: RunResult) {
+        let Some(run) = self.running.remove(&id) else {
+            return;
+        };
+        let kind = match &result {
+            RunResult::Ok(_) => None,
+            RunResult::Panicked(_) => {
+                Counters::add(&self.deps.counters.worker_replacements, 1);
+                self.deps.events.emit(EngineEvent::WorkerReplaced(id));
+                tracing::warn!(job = %id, "handler panicked; worker slot replaced");
+                Some(crate::error::ErrorKind::Panic)
+            }
+            _ => Some(crate::error::ErrorKind::Retryable),
+        };
+        match run.stop {
+            // Its lease is gone (or given back): whatever it did is not ours to write.
+            Some(StopReason::LeaseLost) | Some(StopReason::Shutdown) => {}
+            stop => {
+                let canceled = stop == Some(StopReason::Canceled);
+                let outcome = outcome_for(
+                    &run.job,
+                    result,
+                    canceled,
+                    self.deps.clock.as_ref(),
+                    &self.deps.config,
+                );
+                let kind = match &outcome {
+                    Outcome::Completed { .. } => None,
+                    Outcome::Retry { error, .. }
+                    | Outcome::Failed { error }
+                    | Outcome::Canceled { error } => Some(error.kind),
+                    _ => kind,
+                };
+                self.deps.events.emit(EngineEvent::Finished(id, kind));
+                self.ack(&run.job, outcome);
+            }
+        }
+    }
+
+    fn renew(&self, me: &ActorRef<DispatcherMsg>) {
+        let leases: Vec<_> = self
+            .running
+            .values()
+            .map(|r| &r.job)
+            .chain(self.pending.iter())
+            .filter_map(Job::lease)
+            .collect();
+        if leases.is_empty() {
+            return;
+        }
+        let store = self.deps.store.clone();
+        let lease = self.deps.config.lease;
+        let me = me.clone();
+        tokio::spawn(async move {
+            let r = store.extend_leases(&leases, lease).await;
+            let _ = me.cast(DispatcherMsg::Renewed(r));
+        });
+    }
+
+    fn renewed(&mut self, states: Vec<LeaseState>) {
+        for s in states {
+            if s.held && !s.cancel_requested {
+                continue;
+            }
+            if !s.held {
+                tracing::warn!(job = %s.id, "lease lost: stopping the job (it was rescued or finished elsewhere)");
+                self.pending.retain(|j| j.id != s.id);
+            }
+            if let Some(r) = self.running.get_mut(&s.id) {
+                if r.stop.is_none() {
+                    r.stop = Some(if s.held {
+                        StopReason::Canceled
+                    } else {
+                        StopReason::LeaseLost
+                    });
+                    r.token.cancel();
+                }
+            } else if s.held
+                && s.cancel_requested
+                && let Some(job) = self.take_pending(s.id)
+            {
+                self.cancel_unstarted(job);
+            }
+        }
+    }
+
+    fn take_pending(&mut self, id: Uuid) -> Option<Job> {
+        let pos = self.pending.iter().position(|j| j.id == id)?;
+        self.pending.remove(pos)
+    }
+
+    fn cancel_unstarted(&self, job: Job) {
+        let error = crate::error::AttemptError {
+            attempt: job.attempts,
+            kind: crate::error::ErrorKind::Canceled,
+            message: "canceled before it started".into(),
+            at: self.deps.clock.now(),
+        };
+        self.ack(&job, Outcome::Canceled { error });
+    }
+
+    fn release_pending(&mut self) {
+        for job in std::mem::take(&mut self.pending) {
+            self.ack(&job, Outcome::Released { uncount: true });
+        }
+    }
+
+    fn answer_drain(&mut self) {
+        if self.running.is_empty() && !self.claiming {
+            for w in self.drain_waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+    }
+}
+
+impl Actor for Dispatcher {
+    type Msg = DispatcherMsg;
+    type State = DispatcherState;
+    type Arguments = (Arc<Deps>, ActorRef<AckerMsg>);
+
+    async fn pre_start(
+        &self,
+        me: ActorRef<DispatcherMsg>,
+        (deps, acker): (Arc<Deps>, ActorRef<AckerMsg>),
+    ) -> Result<DispatcherState, ActorProcessingErr> {
+        me.send_interval(deps.config.poll_interval, || DispatcherMsg::Wake);
+        me.send_interval(deps.config.lease / 3, || DispatcherMsg::Renew);
+        let _ = me.cast(DispatcherMsg::Wake);
+        Ok(DispatcherState {
+            pool_size: deps.config.workers,
+            deps,
+            acker,
+            pending: VecDeque::new(),
+            running: HashMap::new(),
+            claiming: false,
+            backlog: false,
+            draining: false,
+            drain_waiters: Vec::new(),
+            token_wake_at: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        me: ActorRef<DispatcherMsg>,
+        msg: DispatcherMsg,
+        st: &mut DispatcherState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            DispatcherMsg::Wake => {
+                st.token_wake_at = None;
+                st.pump(&me).await;
+            }
+            DispatcherMsg::Claimed(r) => {
+                st.claiming = false;
+                match r {
+                    Ok(jobs) => {
+                        st.deps.events.emit(EngineEvent::Claimed(jobs.len()));
+                        st.backlog = !jobs.is_empty();
+                        let got = jobs.len();
+                        if st.draining {
+                            for job in jobs {
+                                st.ack(&job, Outcome::Released { uncount: true });
+                            }
+                        } else {
+                            st.pending.extend(jobs);
+                        }
+                        st.pump(&me).await;
+                        // A full claim suggests more are waiting: go again at once.
+                        if got > 0 && !st.claiming && !st.draining {
+                            let _ = me.cast(DispatcherMsg::Wake);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "claim failed; will retry on the next wake-up");
+                        st.answer_drain();
+                    }
+                }
+            }
+            DispatcherMsg::Finished(id, r) => {
+                st.finished(id, r);
+                st.pump(&me).await;
+            }
+            DispatcherMsg::Renew => st.renew(&me),
+            DispatcherMsg::Renewed(Ok(states)) => st.renewed(states),
+            DispatcherMsg::Renewed(Err(e)) => {
+                tracing::error!(error = %e, "lease renewal failed; retrying next tick");
+            }
+            DispatcherMsg::Cancel(id) => {
+                if let Some(r) = st.running.get_mut(&id) {
+                    if r.stop.is_none() {
+                        r.stop = Some(StopReason::Canceled);
+                        r.token.cancel();
+                    }
+                } else if let Some(job) = st.take_pending(id) {
+                    st.cancel_unstarted(job);
+                }
+            }
+            DispatcherMsg::SetPoolSize(n) => {
+                let c = &st.deps.config;
+                st.pool_size = n.clamp(c.min_workers, c.max_workers);
+                st.pump(&me).await;
+            }
+            DispatcherMsg::SetAcker(a) => st.acker = a,
+            DispatcherMsg::Stats(reply) => {
+                let _ = reply.send(DispatcherStats {
+                    pool_size: st.pool_size,
+                    busy: st.running.len(),
+                    prefetched: st.pending.len(),
+                    backlog: st.backlog || !st.pending.is_empty(),
+                });
+            }
+            DispatcherMsg::Drain(reply) => {
+                st.draining = true;
+                st.release_pending();
+                st.drain_waiters.push(reply);
+                st.answer_drain();
+            }
+            DispatcherMsg::ReleaseRunning(reply) => {
+                let mut n = 0;
+                for r in st.running.values_mut() {
+                    if r.stop.is_none() || r.stop == Some(StopReason::Canceled) {
+                        r.stop = Some(StopReason::Shutdown);
+                        r.token.cancel();
+                        n += 1;
+                    }
+                }
+                for r in st.running.values() {
+                    if let Some(lease) = r.job.lease() {
+                        let _ = st.acker.cast(AckerMsg::Ack(Ack {
+                            lease,
+                            outcome: Outcome::Released { uncount: false },
+                        }));
+                    }
+                }
+                st.running.clear();
+                st.answer_drain();
+                let _ = reply.send(n);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,56 @@
+//! The actor tree (ARCHITECTURE §2). Each actor is a zero-sized behaviour with its
+//! state built in `pre_start`; logic that can be pure lives outside, in the crate root.
+
+pub mod acker;
+pub mod autoscaler;
+pub mod dispatcher;
+pub mod scheduler;
+pub mod supervisor;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::autoscale::ResourceProbe;
+use crate::clock::SharedClock;
+use crate::config::EngineConfig;
+use crate::events::Events;
+use crate::handler::HandlerRegistry;
+use crate::rate_limit::RateLimitBackend;
+use crate::store::Store;
+
+/// What every actor of one engine shares.
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub clock: SharedClock,
+    pub handlers: HandlerRegistry,
+    pub config: EngineConfig,
+    /// This engine's lease owner: fresh per start.
+    pub owner: String,
+    pub events: Events,
+    pub limiter: Arc<dyn RateLimitBackend>,
+    pub probe: Option<Arc<dyn ResourceProbe>>,
+    pub counters: Counters,
+}
+
+/// Running totals, read by `Engine::stats`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub started: AtomicU64,
+    pub completed: AtomicU64,
+    pub retried: AtomicU64,
+    pub failed: AtomicU64,
+    pub canceled: AtomicU64,
+    pub fenced: AtomicU64,
+    pub worker_replacements: AtomicU64,
+    pub actor_restarts: AtomicU64,
+    pub rescued: AtomicU64,
+}
+
+impl Counters {
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,124 @@
+//! Job handlers: the code a job type runs. A handler gets a [`JobContext`] (payload,
+//! attempt, a cancellation token, a progress reporter) and returns a JSON result or a
+//! [`JobError`] that says whether to retry. Built-ins: `noop`, `echo`, `delay_print`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::error::JobError;
+use crate::store::{JobLease, Store};
+
+/// What a handler sees of its job.
+#[derive(Clone)]
+pub struct JobContext {
+    pub id: Uuid,
+    pub job_type: String,
+    /// 1-based: the first run is attempt 1.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub payload: serde_json::Value,
+    /// Cancelled when the job is canceled, its lease is lost, or the engine stops.
+    pub cancel: CancellationToken,
+    pub progress: Progress,
+}
+
+/// Reports progress (0–100) of the running attempt; fenced by its lease.
+#[derive(Clone)]
+pub struct Progress {
+    store: Arc<dyn Store>,
+    lease: JobLease,
+}
+
+impl Progress {
+    pub fn new(store: Arc<dyn Store>, lease: JobLease) -> Progress {
+        Progress { store, lease }
+    }
+
+    /// Records `percent`; `false` if the lease was lost (stop working).
+    pub async fn set(&self, percent: u8) -> bool {
+        self.store
+            .set_progress(&self.lease, percent)
+            .await
+            .unwrap_or(false)
+    }
+}
+
+/// The code of one job type.
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    async fn run(&self, ctx: JobContext) -> Result<serde_json::Value, JobError>;
+}
+
+/// Job types to handlers.
+#[derive(Clone, Default)]
+pub struct HandlerRegistry {
+    handlers: HashMap<String, Arc<dyn Handler>>,
+}
+
+impl HandlerRegistry {
+    /// The built-in handlers: `noop`, `echo`, `delay_print`.
+    pub fn with_builtins() -> HandlerRegistry {
+        let mut r = HandlerRegistry::default();
+        r.insert("noop", Arc::new(Noop));
+        r.insert("echo", Arc::new(Echo));
+        r.insert("delay_print", Arc::new(DelayPrint));
+        r
+    }
+
+    pub fn insert(&mut self, job_type: impl Into<String>, h: Arc<dyn Handler>) {
+        self.handlers.insert(job_type.into(), h);
+    }
+
+    pub fn get(&self, job_type: &str) -> Option<Arc<dyn Handler>> {
+        self.handlers.get(job_type).cloned()
+    }
+
+    /// Registered job types, sorted.
+    pub fn types(&self) -> Vec<String> {
+        let mut t: Vec<String> = self.handlers.keys().cloned().collect();
+        t.sort();
+        t
+    }
+}
+
+/// Does nothing: the benchmark job.
+pub struct Noop;
+
+#[async_trait]
+impl Handler for Noop {
+    async fn run(&self, _ctx: JobContext) -> Result<serde_json::Value, JobError> {
+        Ok(serde_json::Value::Null)
+    }
+}
+
+/// Returns its payload.
+pub struct Echo;
+
+#[async_trait]
+impl Handler for Echo {
+    async fn run(&self, ctx: JobContext) -> Result<serde_json::Value, JobError> {
+        Ok(ctx.payload)
+    }
+}
+
+/// Seed 003's demo job: prints the payload's `message` with a timestamp. Its delay is
+/// the job's `run_at` (the API defaults it to 180 s and 10 retries).
+pub struct DelayPrint;
+
+#[async_trait]
+impl Handler for DelayPrint {
+    async fn run(&self, ctx: JobContext) -> Result<serde_json::Value, JobError> {
+        let message = ctx
+            .payload
+            .get("message")
+            .and_then(|m| m.as_str())
+            .ok_or_else(|| JobError::non_retryable("payload.message must be a string"))?;
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        println!("[{at}] {message}");
+        Ok(serde_json::json!({ "printed_at": at, "message": message }))
+    }
+}
