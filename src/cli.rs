@@ -18,6 +18,8 @@ pub struct Cli {
 pub enum Command {
     /// Create or upgrade the database schema, then exit.
     Migrate(DbArgs),
+    /// Run the engine alone (no API) until SIGTERM or SIGINT.
+    Worker(DbArgs),
     /// Run a benchmark and print one JSON line.
     Bench(BenchArgs),
 }
@@ -63,6 +65,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store::open(&db.database_url, StoreOptions::default()).await?;
             tracing::info!(database_url = %redact(&db.database_url), "schema is up to date");
             Ok(())
+        }
+        Command::Worker(db) => {
+            let mut env = crate::config::Env::process();
+            env.set("DATABASE_URL", &db.database_url);
+            let settings = crate::config::Settings::from_env(&env)?;
+            crate::worker::run(settings).await
         }
         Command::Bench(args) => {
             if !args.store {

@@ -86,6 +86,11 @@ impl Env {
             .collect())
     }
 
+    /// Sets `key` (a command-line flag over the environment).
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.0.insert(key.to_owned(), value.to_owned());
+    }
+
     fn raw(&self, key: &str) -> Option<&str> {
         self.0
             .get(key)

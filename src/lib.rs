@@ -15,5 +15,6 @@ pub mod cli;
 pub mod config;
 pub mod probe;
 pub mod store;
+pub mod worker;
 
 pub use kyu_actors as engine;

@@ -87,7 +87,8 @@ pub enum Outcome {
     Failed { error: AttemptError },
     /// Canceled while running.
     Canceled { error: AttemptError },
-    /// Given back unfinished (graceful shutdown): queued again at once. When
+    /// Given back unfinished (graceful shutdown): queued again at once, in its old
+    /// place in line (`run_at` unchanged). When
     /// `uncount` is true the attempt never started and is not counted.
     Released { uncount: bool },
     /// Never started, put back for `delay` (its provider has no token yet); the
@@ -218,7 +219,8 @@ pub trait Store: Send + Sync + 'static {
     /// Leases of running jobs whose lease expired (their node died or stalled).
     async fn find_expired(&self, limit: u32) -> Result<Vec<JobLease>, StoreError>;
 
-    /// Rescues the given expired leases: back to `queued` with a `retryable` error, or
+    /// Rescues the given expired leases: back to `queued` (keeping its `run_at`, so it
+    /// resumes its place in line) with a `retryable` error, or
     /// `failed` if attempts are used up. Fenced: a job whose lease changed or that
     /// finished since `find_expired` is left alone. Returns the ids rescued.
     async fn rescue(&self, leases: &[JobLease]) -> Result<Vec<Uuid>, StoreError>;

@@ -1,4 +1,5 @@
 //! Evidence for the crash tests: a ledger of handler runs kept outside kyu's
 //! transactions, so a `kill -9` cannot roll it back (RELIABILITY §4).
 
+pub mod handler;
 pub mod ledger;

@@ -16,6 +16,10 @@ pub fn from_sqlx(e: sqlx::Error) -> StoreError {
             // SQLite BUSY / LOCKED (and their extended codes): the writer lock is taken.
             StoreError::Unavailable(e.to_string())
         }
+        // MySQL deadlock victim / serialization failure: the transaction rolled back.
+        sqlx::Error::Database(ref db) if db.code().as_deref() == Some("40001") => {
+            StoreError::Unavailable(e.to_string())
+        }
         other => StoreError::Backend(other.to_string()),
     }
 }

@@ -102,6 +102,138 @@ impl MySqlStore {
         .transpose()
     }
 
+    async fn claim_once(&self, p: &ClaimParams) -> Result<Vec<Job>, StoreError> {
+        let now = self.now().await?;
+        let paused: Vec<String> = sqlx::query_scalar("SELECT name FROM queues WHERE paused")
+            .fetch_all(&self.pool)
+            .await
+            .store_err()?;
+        let mut tx = self.pool.begin().await.store_err()?;
+
+        let due: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs FORCE INDEX (jobs_due) WHERE status = 'scheduled' AND run_at <= ? \
+             ORDER BY run_at LIMIT 1000 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await
+        .store_err()?;
+        if !due.is_empty() {
+            let mut qb =
+                QueryBuilder::<MySql>::new("UPDATE jobs SET status = 'queued', updated_at = ");
+            qb.push_bind(now)
+                .push(" WHERE status = 'scheduled' AND id IN ");
+            push_id_list(&mut qb, &due);
+            qb.build().execute(&mut *tx).await.store_err()?;
+        }
+
+        let cutoff = aged_cutoff(now, p.aged_before);
+        let mut ids: Vec<String> = Vec::new();
+        if p.aged_before.is_some() {
+            let mut qb = QueryBuilder::<MySql>::new(
+                "SELECT id FROM jobs FORCE INDEX (jobs_due) WHERE status = 'queued' AND run_at <= ",
+            );
+            qb.push_bind(cutoff);
+            if !paused.is_empty() {
+                qb.push(" AND queue NOT IN ");
+                push_id_list(&mut qb, &paused);
+            }
+            qb.push(" ORDER BY run_at, id LIMIT ")
+                .push_bind(i64::from(p.limit))
+                .push(" FOR UPDATE SKIP LOCKED");
+            ids = qb
+                .build_query_scalar()
+                .fetch_all(&mut *tx)
+                .await
+                .store_err()?;
+        }
+        let left = i64::from(p.limit) - ids.len() as i64;
+        if left > 0 {
+            let mut qb = QueryBuilder::<MySql>::new(
+                "SELECT id FROM jobs FORCE INDEX (jobs_claim) WHERE status = 'queued' AND run_at > ",
+            );
+            qb.push_bind(cutoff);
+            if !paused.is_empty() {
+                qb.push(" AND queue NOT IN ");
+                push_id_list(&mut qb, &paused);
+            }
+            qb.push(" ORDER BY priority DESC, run_at, id LIMIT ")
+                .push_bind(left)
+                .push(" FOR UPDATE SKIP LOCKED");
+            let fresh: Vec<String> = qb
+                .build_query_scalar()
+                .fetch_all(&mut *tx)
+                .await
+                .store_err()?;
+            ids.extend(fresh);
+        }
+        if ids.is_empty() {
+            tx.commit().await.store_err()?;
+            return Ok(Vec::new());
+        }
+        let mut qb = QueryBuilder::<MySql>::new(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = 0, lease_owner = ",
+        );
+        qb.push_bind(p.owner.clone())
+            .push(", lease_expires_at = ")
+            .push_bind(now.saturating_add(duration_ms(p.lease)))
+            .push(", started_at = ")
+            .push_bind(now)
+            .push(", updated_at = ")
+            .push_bind(now)
+            .push(" WHERE id IN ");
+        push_id_list(&mut qb, &ids);
+        qb.build().execute(&mut *tx).await.store_err()?;
+        let mut qb = QueryBuilder::<MySql>::new(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE id IN "
+        ));
+        push_id_list(&mut qb, &ids);
+        let rows: Vec<JobRow> = qb.build_query_as().fetch_all(&mut *tx).await.store_err()?;
+        tx.commit().await.store_err()?;
+        into_jobs_in_claim_order(rows, cutoff)
+    }
+
+    async fn ack_once(&self, acks: &[Ack]) -> Result<Vec<bool>, StoreError> {
+        if acks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now().await?;
+        let mut tx = self.pool.begin().await.store_err()?;
+        let mut out = Vec::with_capacity(acks.len());
+        for a in acks {
+            let w = AckWrite::new(&a.outcome, now);
+            let done = sqlx::query(
+                "UPDATE jobs SET status = ?, result = COALESCE(?, result), \
+                 errors = CASE WHEN ? IS NULL THEN errors \
+                          ELSE JSON_ARRAY_APPEND(errors, '$', JSON_EXTRACT(?, '$')) END, \
+                 run_at = COALESCE(?, run_at), finished_at = ?, attempts = attempts - ?, \
+                 progress = CASE WHEN ? THEN 100 ELSE progress END, \
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
+                 WHERE id = ? AND attempts = ? AND lease_owner = ? AND status = 'running'",
+            )
+            .bind(w.status)
+            .bind(w.result)
+            .bind(w.error.clone())
+            .bind(w.error)
+            .bind(w.run_at)
+            .bind(w.finished_at)
+            .bind(w.uncount)
+            .bind(w.progress_done)
+            .bind(now)
+            .bind(a.lease.id.to_string())
+            .bind(a.lease.attempt as i32)
+            .bind(&a.lease.owner)
+            .execute(&mut *tx)
+            .await
+            .store_err()?;
+            out.push(done.rows_affected() == 1);
+        }
+        tx.commit().await.store_err()?;
+        Ok(out)
+    }
+
     async fn status_for_update(tx: &mut Tx, id: Uuid) -> Result<JobStatus, StoreError> {
         let status: Option<String> =
             sqlx::query_scalar("SELECT status FROM jobs WHERE id = ? FOR UPDATE")
@@ -110,6 +242,22 @@ impl MySqlStore {
                 .await
                 .store_err()?;
         parse_status(status.ok_or(StoreError::NotFound(id))?)
+    }
+}
+
+/// InnoDB picks a victim when claims and acks lock index records in different
+/// orders; the victim's transaction rolled back whole, so it is safe to run again.
+async fn retry_deadlocks<T, F, Fut>(mut f: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut tries = 0;
+    loop {
+        match f().await {
+            Err(StoreError::Unavailable(m)) if m.contains("1213") && tries < 5 => tries += 1,
+            other => return other,
+        }
     }
 }
 
@@ -209,96 +357,11 @@ impl Store for MySqlStore {
     }
 
     async fn claim(&self, p: &ClaimParams) -> Result<Vec<Job>, StoreError> {
-        let now = self.now().await?;
-        let paused: Vec<String> = sqlx::query_scalar("SELECT name FROM queues WHERE paused")
-            .fetch_all(&self.pool)
-            .await
-            .store_err()?;
-        let mut tx = self.pool.begin().await.store_err()?;
+        retry_deadlocks(|| self.claim_once(p)).await
+    }
 
-        let due: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM jobs FORCE INDEX (jobs_due) WHERE status = 'scheduled' AND run_at <= ? \
-             ORDER BY run_at LIMIT 1000 FOR UPDATE SKIP LOCKED",
-        )
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await
-        .store_err()?;
-        if !due.is_empty() {
-            let mut qb =
-                QueryBuilder::<MySql>::new("UPDATE jobs SET status = 'queued', updated_at = ");
-            qb.push_bind(now)
-                .push(" WHERE status = 'scheduled' AND id IN ");
-            push_id_list(&mut qb, &due);
-            qb.build().execute(&mut *tx).await.store_err()?;
-        }
-
-        let cutoff = aged_cutoff(now, p.aged_before);
-        let mut ids: Vec<String> = Vec::new();
-        if p.aged_before.is_some() {
-            let mut qb = QueryBuilder::<MySql>::new(
-                "SELECT id FROM jobs FORCE INDEX (jobs_due) WHERE status = 'queued' AND run_at <= ",
-            );
-            qb.push_bind(cutoff);
-            if !paused.is_empty() {
-                qb.push(" AND queue NOT IN ");
-                push_id_list(&mut qb, &paused);
-            }
-            qb.push(" ORDER BY run_at, id LIMIT ")
-                .push_bind(i64::from(p.limit))
-                .push(" FOR UPDATE SKIP LOCKED");
-            ids = qb
-                .build_query_scalar()
-                .fetch_all(&mut *tx)
-                .await
-                .store_err()?;
-        }
-        let left = i64::from(p.limit) - ids.len() as i64;
-        if left > 0 {
-            let mut qb = QueryBuilder::<MySql>::new(
-                "SELECT id FROM jobs FORCE INDEX (jobs_claim) WHERE status = 'queued' AND run_at > ",
-            );
-            qb.push_bind(cutoff);
-            if !paused.is_empty() {
-                qb.push(" AND queue NOT IN ");
-                push_id_list(&mut qb, &paused);
-            }
-            qb.push(" ORDER BY priority DESC, run_at, id LIMIT ")
-                .push_bind(left)
-                .push(" FOR UPDATE SKIP LOCKED");
-            let fresh: Vec<String> = qb
-                .build_query_scalar()
-                .fetch_all(&mut *tx)
-                .await
-                .store_err()?;
-            ids.extend(fresh);
-        }
-        if ids.is_empty() {
-            tx.commit().await.store_err()?;
-            return Ok(Vec::new());
-        }
-        let mut qb = QueryBuilder::<MySql>::new(
-            "UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = 0, lease_owner = ",
-        );
-        qb.push_bind(p.owner.clone())
-            .push(", lease_expires_at = ")
-            .push_bind(now.saturating_add(duration_ms(p.lease)))
-            .push(", started_at = ")
-            .push_bind(now)
-            .push(", updated_at = ")
-            .push_bind(now)
-            .push(" WHERE id IN ");
-        push_id_list(&mut qb, &ids);
-        qb.build().execute(&mut *tx).await.store_err()?;
-        let mut qb = QueryBuilder::<MySql>::new(concat!(
-            "SELECT ",
-            job_columns!(),
-            " FROM jobs WHERE id IN "
-        ));
-        push_id_list(&mut qb, &ids);
-        let rows: Vec<JobRow> = qb.build_query_as().fetch_all(&mut *tx).await.store_err()?;
-        tx.commit().await.store_err()?;
-        into_jobs_in_claim_order(rows, cutoff)
+    async fn ack(&self, acks: &[Ack]) -> Result<Vec<bool>, StoreError> {
+        retry_deadlocks(|| self.ack_once(acks)).await
     }
 
     async fn extend_leases(
@@ -338,45 +401,6 @@ impl Store for MySqlStore {
                 held,
                 cancel_requested,
             });
-        }
-        tx.commit().await.store_err()?;
-        Ok(out)
-    }
-
-    async fn ack(&self, acks: &[Ack]) -> Result<Vec<bool>, StoreError> {
-        if acks.is_empty() {
-            return Ok(Vec::new());
-        }
-        let now = self.now().await?;
-        let mut tx = self.pool.begin().await.store_err()?;
-        let mut out = Vec::with_capacity(acks.len());
-        for a in acks {
-            let w = AckWrite::new(&a.outcome, now);
-            let done = sqlx::query(
-                "UPDATE jobs SET status = ?, result = COALESCE(?, result), \
-                 errors = CASE WHEN ? IS NULL THEN errors \
-                          ELSE JSON_ARRAY_APPEND(errors, '$', JSON_EXTRACT(?, '$')) END, \
-                 run_at = COALESCE(?, run_at), finished_at = ?, attempts = attempts - ?, \
-                 progress = CASE WHEN ? THEN 100 ELSE progress END, \
-                 lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
-                 WHERE id = ? AND attempts = ? AND lease_owner = ? AND status = 'running'",
-            )
-            .bind(w.status)
-            .bind(w.result)
-            .bind(w.error.clone())
-            .bind(w.error)
-            .bind(w.run_at)
-            .bind(w.finished_at)
-            .bind(w.uncount)
-            .bind(w.progress_done)
-            .bind(now)
-            .bind(a.lease.id.to_string())
-            .bind(a.lease.attempt as i32)
-            .bind(&a.lease.owner)
-            .execute(&mut *tx)
-            .await
-            .store_err()?;
-            out.push(done.rows_affected() == 1);
         }
         tx.commit().await.store_err()?;
         Ok(out)
@@ -499,14 +523,12 @@ impl Store for MySqlStore {
             let done = sqlx::query(
                 "UPDATE jobs SET \
                    finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE ? END, \
-                   run_at = CASE WHEN attempts < max_attempts THEN ? ELSE run_at END, \
                    errors = JSON_ARRAY_APPEND(errors, '$', JSON_EXTRACT(?, '$')), \
                    lease_owner = NULL, lease_expires_at = NULL, updated_at = ?, \
                    status = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END \
                  WHERE id = ? AND attempts = ? AND lease_owner = ? AND status = 'running' \
                    AND lease_expires_at < ?",
             )
-            .bind(now)
             .bind(now)
             .bind(lease_expired_error(l.attempt as i32, now))
             .bind(now)

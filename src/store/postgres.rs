@@ -484,7 +484,6 @@ impl Store for PgStore {
                 "UPDATE jobs SET \
                    status = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END, \
                    finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE $1 END, \
-                   run_at = CASE WHEN attempts < max_attempts THEN $1 ELSE run_at END, \
                    errors = (errors::jsonb || jsonb_build_array($2::jsonb))::text, \
                    lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
                  WHERE id = $3 AND attempts = $4 AND lease_owner = $5 AND status = 'running' \

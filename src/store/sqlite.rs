@@ -552,7 +552,6 @@ impl Store for SqliteStore {
                 "UPDATE jobs SET \
                    status = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END, \
                    finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE $1 END, \
-                   run_at = CASE WHEN attempts < max_attempts THEN $1 ELSE run_at END, \
                    errors = json_insert(errors, '$[#]', json($2)), \
                    lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
                  WHERE id = $3 AND attempts = $4 AND lease_owner = $5 AND status = 'running' \

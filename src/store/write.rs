@@ -112,9 +112,15 @@ impl AckWrite {
                 finished_at: Some(now),
                 ..base
             },
+            Outcome::Snoozed { delay } => AckWrite {
+                status: JobStatus::Scheduled.as_str(),
+                run_at: Some(now.saturating_add(duration_ms(*delay))),
+                uncount: 1,
+                ..base
+            },
+            // Keeps its run_at: a given-back job resumes its place in line.
             Outcome::Released { uncount } => AckWrite {
                 status: JobStatus::Queued.as_str(),
-                run_at: Some(now),
                 uncount: i32::from(*uncount),
                 ..base
             },

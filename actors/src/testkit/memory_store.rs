@@ -266,7 +266,6 @@ impl Store for MemoryStore {
                     }
                     Outcome::Released { uncount } => {
                         j.status = JobStatus::Queued;
-                        j.run_at = now;
                         if *uncount {
                             j.attempts -= 1;
                         }
@@ -374,7 +373,6 @@ impl Store for MemoryStore {
             });
             if j.attempts < j.max_attempts {
                 j.status = JobStatus::Queued;
-                j.run_at = now;
             } else {
                 j.status = JobStatus::Failed;
                 j.finished_at = Some(now);

@@ -747,6 +747,10 @@ pub async fn lease_extension_and_rescue(ts: &TestStore) {
     assert_eq!(ts.store.rescue_expired(10).await.unwrap(), vec![id]);
     let j = get(ts, id).await;
     assert_eq!(j.status, JobStatus::Queued);
+    assert_eq!(
+        j.run_at, job.run_at,
+        "a rescued job keeps its place in line"
+    );
     assert_eq!(j.lease_owner, None);
     assert_eq!(j.errors.len(), 1);
     assert_eq!(
