@@ -33,6 +33,7 @@ pub struct DbArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// Without `--store`: the engine workload of BENCH.md (W1 throughput, W2 latency).
     /// The store alone: batch enqueue, claim+ack with batches of 1 and 100, then the
     /// same beside `--finished` completed jobs. PostgreSQL and MySQL URLs name a server:
     /// the bench makes its own database there and drops it.
@@ -44,9 +45,18 @@ pub struct BenchArgs {
     /// Jobs per measurement.
     #[arg(long, default_value_t = 20_000)]
     pub jobs: u32,
-    /// Finished jobs in the table for the "large table" measurements (0 to skip).
+    /// Finished jobs in the table for the store's "large table" measurements (0 to skip).
     #[arg(long, default_value_t = 1_000_000)]
     pub finished: u32,
+    /// Engine workers (a fixed pool).
+    #[arg(long, default_value_t = 10)]
+    pub concurrency: usize,
+    /// Claimed-but-unstarted jobs kept per worker.
+    #[arg(long, default_value_t = 20)]
+    pub prefetch: u32,
+    /// Repeats; medians and ranges are reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
@@ -73,11 +83,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::worker::run(settings).await
         }
         Command::Bench(args) => {
-            if !args.store {
-                anyhow::bail!("only `kyu bench --store` exists so far");
-            }
-            let report = crate::bench::store::run(&args).await?;
-            println!("{}", serde_json::to_string(&report)?);
+            let line = if args.store {
+                serde_json::to_string(&crate::bench::store::run(&args).await?)?
+            } else {
+                serde_json::to_string(&crate::bench::engine::run(&args).await?)?
+            };
+            println!("{line}");
             Ok(())
         }
     }

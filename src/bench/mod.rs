@@ -1,3 +1,4 @@
 //! Benchmarks behind `kyu bench`. Budgets live here, never in tests.
 
+pub mod engine;
 pub mod store;

@@ -15,6 +15,7 @@
 //! least once, as after any node death. The next FULL commit syncs them too.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -47,12 +48,17 @@ macro_rules! sqlite_json_columns {
     };
 }
 
+type WriteGuard = tokio::sync::OwnedMutexGuard<()>;
+
 /// Rows per multi-row INSERT (14 binds each, under SQLite's 32,766 limit).
 const INSERT_CHUNK: usize = 1000;
 
 /// A SQLite-backed [`Store`].
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
+    /// One writer at a time, queued fairly here: SQLite's own busy handler sleeps in
+    /// coarse steps (1, 2, 5 … 100 ms) and turned writer contention into latency.
+    write_lock: Arc<tokio::sync::Mutex<()>>,
     /// Engine writes and reads (`synchronous = NORMAL`).
     pool: SqlitePool,
     /// Client-facing writes (`synchronous = FULL`).
@@ -84,6 +90,7 @@ impl SqliteStore {
             .await
             .store_err()?;
         Ok(SqliteStore {
+            write_lock: Arc::new(tokio::sync::Mutex::new(())),
             pool,
             durable,
             clock,
@@ -107,13 +114,33 @@ impl SqliteStore {
     }
 
     /// An engine write transaction (takes the writer lock up front).
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await.store_err()
+    async fn begin_write(
+        &self,
+    ) -> Result<(WriteGuard, sqlx::Transaction<'static, Sqlite>), StoreError> {
+        let guard = self.write_lock.clone().lock_owned().await;
+        Ok((
+            guard,
+            self.pool.begin_with("BEGIN IMMEDIATE").await.store_err()?,
+        ))
     }
 
     /// A client write transaction, synced to disk on commit.
-    async fn begin_durable(&self) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
-        self.durable.begin_with("BEGIN IMMEDIATE").await.store_err()
+    async fn begin_durable(
+        &self,
+    ) -> Result<(WriteGuard, sqlx::Transaction<'static, Sqlite>), StoreError> {
+        let guard = self.write_lock.clone().lock_owned().await;
+        Ok((
+            guard,
+            self.durable
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .store_err()?,
+        ))
+    }
+
+    /// The writer turn for a single-statement write.
+    async fn write_turn(&self) -> WriteGuard {
+        self.write_lock.clone().lock_owned().await
     }
 
     async fn fetch_job(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
@@ -141,7 +168,7 @@ impl Store for SqliteStore {
         let now = self.now();
         let rows = insert_rows(&jobs, now)?;
         let mut out: Vec<Option<Enqueued>> = vec![None; rows.len()];
-        let mut tx = self.begin_durable().await?;
+        let (_turn, mut tx) = self.begin_durable().await?;
 
         let plain: Vec<(usize, &InsertRow)> = rows
             .iter()
@@ -258,7 +285,7 @@ impl Store for SqliteStore {
 
     async fn claim(&self, p: &ClaimParams) -> Result<Vec<Job>, StoreError> {
         let now = self.now();
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         sqlx::query(
             "UPDATE jobs INDEXED BY jobs_scheduled SET status = 'queued', updated_at = $1 \
              WHERE status = 'scheduled' AND run_at <= $1",
@@ -330,7 +357,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<LeaseState>, StoreError> {
         let now = self.now();
         let until = now.saturating_add(duration_ms(lease));
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let mut out = Vec::with_capacity(leases.len());
         for l in leases {
             let cancel: Option<bool> = sqlx::query_scalar(
@@ -361,7 +388,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let now = self.now();
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         // Under the writer lock nothing changes between this read and the update, so
         // the fence is decided here (and repeated in the UPDATE's WHERE).
         let ids: Vec<String> = acks.iter().map(|a| a.lease.id.to_string()).collect();
@@ -428,6 +455,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_progress(&self, l: &JobLease, progress: u8) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query(
             "UPDATE jobs SET progress = $1, updated_at = $2 \
              WHERE id = $3 AND attempts = $4 AND lease_owner = $5 AND status = 'running'",
@@ -445,7 +473,7 @@ impl Store for SqliteStore {
 
     async fn request_cancel(&self, id: Uuid) -> Result<CancelOutcome, StoreError> {
         let now = self.now();
-        let mut tx = self.begin_durable().await?;
+        let (_turn, mut tx) = self.begin_durable().await?;
         let status: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
@@ -493,7 +521,7 @@ impl Store for SqliteStore {
 
     async fn retry(&self, id: Uuid) -> Result<Job, StoreError> {
         let now = self.now();
-        let mut tx = self.begin_durable().await?;
+        let (_turn, mut tx) = self.begin_durable().await?;
         let status: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
@@ -545,7 +573,7 @@ impl Store for SqliteStore {
 
     async fn rescue(&self, leases: &[JobLease]) -> Result<Vec<Uuid>, StoreError> {
         let now = self.now();
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let mut rescued = Vec::new();
         for l in leases {
             let done = sqlx::query(
@@ -594,6 +622,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO queues (name, paused, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at",
@@ -623,6 +652,7 @@ impl Store for SqliteStore {
     }
 
     async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query(
             "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_finished \
              WHERE status IN ('completed', 'failed', 'canceled') AND finished_at < $1 \

@@ -78,6 +78,8 @@ pub struct DispatcherState {
     pending: VecDeque<Job>,
     running: HashMap<Uuid, Running>,
     claiming: bool,
+    /// A wake-up came while a claim was in flight: claim again when it returns.
+    rewake: bool,
     backlog: bool,
     draining: bool,
     drain_waiters: Vec<RpcReplyPort<()>>,
@@ -337,6 +339,7 @@ impl Actor for Dispatcher {
             pending: VecDeque::new(),
             running: HashMap::new(),
             claiming: false,
+            rewake: false,
             backlog: false,
             draining: false,
             drain_waiters: Vec::new(),
@@ -353,6 +356,9 @@ impl Actor for Dispatcher {
         match msg {
             DispatcherMsg::Wake => {
                 st.token_wake_at = None;
+                if st.claiming {
+                    st.rewake = true;
+                }
                 st.pump(&me).await;
             }
             DispatcherMsg::Claimed(r) => {
@@ -370,8 +376,11 @@ impl Actor for Dispatcher {
                             st.pending.extend(jobs);
                         }
                         st.pump(&me).await;
-                        // A full claim suggests more are waiting: go again at once.
-                        if got > 0 && !st.claiming && !st.draining {
+                        // Jobs came (more may wait) or a wake-up arrived meanwhile: go again.
+                        if (got > 0 || std::mem::take(&mut st.rewake))
+                            && !st.claiming
+                            && !st.draining
+                        {
                             let _ = me.cast(DispatcherMsg::Wake);
                         }
                     }
