@@ -1,0 +1,547 @@
+//! The engine's acceptance tests (issue 4), over the in-memory store and a manual
+//! clock. They wait on engine events (barriers) with a generous deadline that only
+//! turns a hang into a failure; nothing sleeps to synchronise.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kyu_actors::actor::supervisor::Child;
+use kyu_actors::error::ErrorKind;
+use kyu_actors::rate_limit::Limit;
+use kyu_actors::store::ListJobs;
+use kyu_actors::testkit::{ManualClock, MemoryStore};
+use kyu_actors::{
+    Clock, Engine, EngineConfig, EngineEvent, Handler, JobContext, JobError, JobStatus, NewJob,
+    Priority, Reading, ResourceProbe, Store,
+};
+use serde_json::{Value, json};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use uuid::Uuid;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+struct Harness {
+    engine: Engine,
+    events: UnboundedReceiver<EngineEvent>,
+    store: Arc<MemoryStore>,
+    clock: Arc<ManualClock>,
+}
+
+fn config(workers: usize) -> EngineConfig {
+    EngineConfig {
+        workers,
+        min_workers: 1,
+        max_workers: workers.max(10),
+        autoscale: false,
+        prefetch_per_worker: 1,
+        poll_interval: Duration::from_millis(50),
+        rescue_interval: Duration::from_millis(50),
+        aging_bound: Duration::from_secs(3600),
+        backoff_base: Duration::ZERO,
+        ..EngineConfig::default()
+    }
+}
+
+async fn start(cfg: EngineConfig, handlers: Vec<(&str, Arc<dyn Handler>)>) -> Harness {
+    let clock = Arc::new(ManualClock::fixed());
+    let store = Arc::new(MemoryStore::new(clock.clone()));
+    start_on(store, clock, cfg, handlers, |b| b).await
+}
+
+async fn start_on(
+    store: Arc<MemoryStore>,
+    clock: Arc<ManualClock>,
+    cfg: EngineConfig,
+    handlers: Vec<(&str, Arc<dyn Handler>)>,
+    extra: impl FnOnce(kyu_actors::EngineBuilder) -> kyu_actors::EngineBuilder,
+) -> Harness {
+    let (tx, events) = unbounded_channel();
+    let mut b = Engine::builder()
+        .store(store.clone())
+        .clock(clock.clone())
+        .config(cfg)
+        .events(tx);
+    for (t, h) in handlers {
+        b = b.handler(t, h);
+    }
+    let engine = extra(b).start().await.expect("engine starts");
+    Harness {
+        engine,
+        events,
+        store,
+        clock,
+    }
+}
+
+impl Harness {
+    /// Reads events until `f` says stop (returns true); fails after the deadline.
+    async fn until(&mut self, what: &str, mut f: impl FnMut(&EngineEvent) -> bool) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(e)) if f(&e) => return,
+                Ok(Some(_)) => {}
+                _ => panic!("no event for: {what}"),
+            }
+        }
+    }
+
+    async fn finished(&mut self, n: usize) {
+        let mut seen = 0;
+        self.until(&format!("{n} finished"), |e| {
+            if matches!(e, EngineEvent::Finished(..)) {
+                seen += 1;
+            }
+            seen >= n
+        })
+        .await;
+    }
+
+    /// Waits until `n` runs finished and `n` outcomes were written.
+    async fn settle(&mut self, n: usize) {
+        let (mut finished, mut written) = (0, 0);
+        self.until(&format!("{n} runs finished and written"), |e| {
+            match e {
+                EngineEvent::Finished(..) => finished += 1,
+                EngineEvent::Acked { written: w, .. } => written += w,
+                _ => {}
+            }
+            finished >= n && written >= n
+        })
+        .await;
+    }
+
+    async fn job(&self, id: Uuid) -> kyu_actors::Job {
+        self.store.get(id).await.unwrap().expect("job")
+    }
+
+    async fn stop(self) {
+        self.engine
+            .shutdown(Duration::from_secs(5))
+            .await
+            .expect("shutdown");
+    }
+}
+
+/// Records payload `i` of each run, in order.
+struct Recorder(Arc<Mutex<Vec<i64>>>);
+
+#[async_trait]
+impl Handler for Recorder {
+    async fn run(&self, ctx: JobContext) -> Result<Value, JobError> {
+        let i = ctx.payload["i"].as_i64().unwrap_or(-1);
+        self.0.lock().unwrap().push(i);
+        Ok(Value::Null)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_runs_by_priority_then_run_at_then_age() {
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let clock = Arc::new(ManualClock::fixed());
+    let store = Arc::new(MemoryStore::new(clock.clone()));
+    let now = clock.now();
+    let mut expected = Vec::new();
+    let mut jobs = Vec::new();
+    for i in 0..100i64 {
+        let p = 1 + (i * 7 % 10);
+        let off = (i * 13) % 5; // seconds in the past
+        let j = NewJob::new("rec", json!({ "i": i }))
+            .priority(Priority::new(p).unwrap())
+            .run_at(now - chrono::Duration::seconds(off));
+        expected.push((-p, -off, j.id, i));
+        jobs.push(j);
+    }
+    store.enqueue_many(jobs).await.unwrap();
+    expected.sort();
+    let mut h = start_on(
+        store,
+        clock,
+        config(1),
+        vec![("rec", Arc::new(Recorder(order.clone())))],
+        |b| b,
+    )
+    .await;
+    h.finished(100).await;
+    let want: Vec<i64> = expected.iter().map(|e| e.3).collect();
+    assert_eq!(*order.lock().unwrap(), want);
+    h.stop().await;
+}
+
+/// (priority, simulated time) of each run.
+type RunLog = Arc<Mutex<Vec<(i64, chrono::DateTime<chrono::Utc>)>>>;
+
+/// Each run takes one simulated second and enqueues another priority-10 job, so the
+/// queue never runs dry of higher-priority work.
+struct Stream {
+    store: Arc<MemoryStore>,
+    clock: Arc<ManualClock>,
+    ran: RunLog,
+}
+
+#[async_trait]
+impl Handler for Stream {
+    async fn run(&self, ctx: JobContext) -> Result<Value, JobError> {
+        let p = ctx.payload["p"].as_i64().unwrap_or(0);
+        self.ran.lock().unwrap().push((p, self.clock.now()));
+        self.clock.advance(Duration::from_secs(1));
+        if p == 10 {
+            let next = NewJob::new("stream", json!({ "p": 10 })).priority(Priority::CRITICAL);
+            self.store
+                .enqueue(next)
+                .await
+                .map_err(|e| JobError::retryable(e.to_string()))?;
+        }
+        Ok(Value::Null)
+    }
+}
+
+/// The documented bound: a job starts at most `aging_bound` + one claim batch of
+/// runs after it became due, whatever its priority.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_low_priority_job_starts_within_the_aging_bound() {
+    let clock = Arc::new(ManualClock::fixed());
+    let store = Arc::new(MemoryStore::new(clock.clone()));
+    let t0 = clock.now();
+    for _ in 0..5 {
+        store
+            .enqueue(NewJob::new("stream", json!({ "p": 10 })).priority(Priority::CRITICAL))
+            .await
+            .unwrap();
+    }
+    let low = store
+        .enqueue(NewJob::new("stream", json!({ "p": 1 })).priority(Priority::MIN))
+        .await
+        .unwrap()
+        .id;
+    let ran = Arc::new(Mutex::new(Vec::new()));
+    let handler = Stream {
+        store: store.clone(),
+        clock: clock.clone(),
+        ran: ran.clone(),
+    };
+    let cfg = EngineConfig {
+        aging_bound: Duration::from_secs(30),
+        ..config(1)
+    };
+    let mut h = start_on(
+        store,
+        clock,
+        cfg,
+        vec![("stream", Arc::new(handler))],
+        |b| b,
+    )
+    .await;
+    h.until(
+        "the priority-1 job starts",
+        |e| matches!(e, EngineEvent::Started(id, _) if *id == low),
+    )
+    .await;
+    let runs = ran.lock().unwrap().clone();
+    let waited = runs.iter().find(|(p, _)| *p == 1).map(|(_, at)| *at - t0);
+    let waited = waited.unwrap_or_else(|| h.clock.now() - t0).num_seconds();
+    let before = runs.iter().take_while(|(p, _)| *p == 10).count();
+    assert!(
+        before >= 30,
+        "strict priority held until the bound ({before} runs first)"
+    );
+    assert!(
+        waited <= 30 + 2,
+        "started after {waited} simulated s; bound is 30 s + one claim"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_provider_does_not_delay_another() {
+    let recorder = Arc::new(Recorder(Arc::new(Mutex::new(Vec::new()))));
+    let cfg = EngineConfig {
+        prefetch_per_worker: 4,
+        ..config(4)
+    };
+    let clock = Arc::new(ManualClock::fixed());
+    let store = Arc::new(MemoryStore::new(clock.clone()));
+    let mut jobs = Vec::new();
+    for i in 0..20 {
+        jobs.push(NewJob::new("rec", json!({ "i": i })).provider("slow"));
+        jobs.push(NewJob::new("rec", json!({ "i": 100 + i })).provider("fast"));
+    }
+    store.enqueue_many(jobs).await.unwrap();
+    let mut h = start_on(store, clock, cfg, vec![("rec", recorder.clone())], |b| {
+        b.provider_limit(
+            "slow",
+            Limit {
+                per_minute: 60,
+                burst: 5,
+            },
+        )
+        .provider_limit(
+            "fast",
+            Limit {
+                per_minute: 60_000,
+                burst: 1000,
+            },
+        )
+    })
+    .await;
+    // 25 runs (20 fast + the slow burst of 5) and 15 slow jobs put back: 40 writes.
+    let mut written = 0;
+    h.until("every job run or put back", |e| {
+        if let EngineEvent::Acked { written: w, .. } = e {
+            written += w;
+        }
+        written >= 40
+    })
+    .await;
+    let page = h
+        .store
+        .list(&ListJobs {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let count = |prov: &str, st: JobStatus| {
+        page.jobs
+            .iter()
+            .filter(|j| j.provider.as_deref() == Some(prov) && j.status == st)
+            .count()
+    };
+    assert_eq!(
+        count("fast", JobStatus::Completed),
+        20,
+        "the other provider ran everything"
+    );
+    assert_eq!(
+        count("slow", JobStatus::Completed),
+        5,
+        "the slow provider ran its burst"
+    );
+    assert_eq!(
+        count("slow", JobStatus::Scheduled),
+        15,
+        "the rest wait for tokens"
+    );
+    for j in page
+        .jobs
+        .iter()
+        .filter(|j| j.status == JobStatus::Scheduled)
+    {
+        assert_eq!(j.attempts, 0, "waiting for a token is not an attempt");
+        assert!(j.run_at > h.clock.now());
+    }
+    h.stop().await;
+}
+
+struct FakeProbe(Mutex<Reading>);
+
+impl ResourceProbe for FakeProbe {
+    fn read(&self) -> Reading {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// Blocks until its token fires (the engine stops or the job is canceled).
+struct Block;
+
+#[async_trait]
+impl Handler for Block {
+    async fn run(&self, ctx: JobContext) -> Result<Value, JobError> {
+        ctx.cancel.cancelled().await;
+        Err(JobError::Canceled("stopped".into()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autoscaler_shrinks_under_cpu_and_grows_with_backlog() {
+    let probe = Arc::new(FakeProbe(Mutex::new(Reading {
+        cpu_percent: 90.0,
+        memory_percent: 30.0,
+    })));
+    let cfg = EngineConfig {
+        workers: 5,
+        min_workers: 1,
+        max_workers: 10,
+        autoscale: true,
+        autoscale_interval: Duration::from_millis(20),
+        autoscale_cooldown: Duration::ZERO,
+        ..config(5)
+    };
+    let clock = Arc::new(ManualClock::fixed());
+    let store = Arc::new(MemoryStore::new(clock.clone()));
+    let jobs: Vec<NewJob> = (0..50)
+        .map(|i| NewJob::new("block", json!({ "i": i })))
+        .collect();
+    store.enqueue_many(jobs).await.unwrap();
+    let p = probe.clone();
+    let mut h = start_on(
+        store,
+        clock,
+        cfg,
+        vec![("block", Arc::new(Block))],
+        move |b| b.probe(p),
+    )
+    .await;
+    let mut sizes = Vec::new();
+    h.until("shrunk to min", |e| {
+        if let EngineEvent::PoolResized(n) = e {
+            sizes.push(*n);
+        }
+        sizes.last() == Some(&1)
+    })
+    .await;
+    *probe.0.lock().unwrap() = Reading {
+        cpu_percent: 20.0,
+        memory_percent: 30.0,
+    };
+    h.until("grown to max", |e| {
+        if let EngineEvent::PoolResized(n) = e {
+            sizes.push(*n);
+        }
+        sizes.last() == Some(&10)
+    })
+    .await;
+    assert!(sizes.iter().all(|n| (1..=10).contains(n)), "{sizes:?}");
+    assert!(
+        sizes.windows(2).all(|w| w[0].abs_diff(w[1]) == 1),
+        "one step at a time: {sizes:?}"
+    );
+    assert_eq!(h.engine.stats().await.pool_size, 10);
+    assert!(h.engine.autoscaler().await.is_some());
+    h.stop().await;
+}
+
+struct Panics;
+
+#[async_trait]
+impl Handler for Panics {
+    async fn run(&self, _ctx: JobContext) -> Result<Value, JobError> {
+        panic!("boom")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_fails_its_job_and_its_slot_is_replaced() {
+    let recorder = Arc::new(Recorder(Arc::new(Mutex::new(Vec::new()))));
+    let mut h = start(
+        config(2),
+        vec![("panics", Arc::new(Panics)), ("rec", recorder)],
+    )
+    .await;
+    let bad = h
+        .engine
+        .enqueue(NewJob::new("panics", json!({})).max_attempts(3))
+        .await
+        .unwrap()
+        .id;
+    for i in 0..5 {
+        h.engine
+            .enqueue(NewJob::new("rec", json!({ "i": i })))
+            .await
+            .unwrap();
+    }
+    h.settle(8).await;
+    let j = h.job(bad).await;
+    assert_eq!(j.status, JobStatus::Failed);
+    assert_eq!(j.errors.len(), 3);
+    assert!(
+        j.errors
+            .iter()
+            .all(|e| e.kind == ErrorKind::Panic && e.message == "boom")
+    );
+    let stats = h.engine.stats().await;
+    assert_eq!(stats.worker_replacements, 3);
+    assert_eq!(stats.completed, 5, "other jobs finished");
+    h.stop().await;
+}
+
+struct Never;
+
+#[async_trait]
+impl Handler for Never {
+    async fn run(&self, _ctx: JobContext) -> Result<Value, JobError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_over_its_timeout_is_retried_with_kind_timeout() {
+    let mut h = start(config(1), vec![("never", Arc::new(Never))]).await;
+    let id = h
+        .engine
+        .enqueue(
+            NewJob::new("never", json!({}))
+                .timeout(Duration::from_millis(30))
+                .max_attempts(2),
+        )
+        .await
+        .unwrap()
+        .id;
+    h.settle(2).await;
+    let j = h.job(id).await;
+    assert_eq!(j.status, JobStatus::Failed);
+    let kinds: Vec<ErrorKind> = j.errors.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, vec![ErrorKind::Timeout, ErrorKind::Timeout]);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canceling_a_running_job_stops_it_through_its_token() {
+    let mut h = start(config(1), vec![("block", Arc::new(Block))]).await;
+    let id = h
+        .engine
+        .enqueue(NewJob::new("block", json!({})))
+        .await
+        .unwrap()
+        .id;
+    h.until(
+        "started",
+        |e| matches!(e, EngineEvent::Started(i, _) if *i == id),
+    )
+    .await;
+    h.engine.cancel(id).await.unwrap();
+    h.settle(1).await;
+    let j = h.job(id).await;
+    assert_eq!(j.status, JobStatus::Canceled);
+    assert_eq!(j.errors.last().map(|e| e.kind), Some(ErrorKind::Canceled));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_actor_is_restarted_and_a_crash_loop_stops_the_engine() {
+    let cfg = EngineConfig {
+        max_restarts: 2,
+        restart_window: Duration::from_secs(60),
+        ..config(1)
+    };
+    let mut h = start(cfg, vec![]).await;
+    h.engine.crash_child(Child::Acker);
+    h.until("acker restarted", |e| *e == EngineEvent::Restarted("acker"))
+        .await;
+    // The engine still works after the restart.
+    let id = h
+        .engine
+        .enqueue(NewJob::new("echo", json!({ "x": 1 })))
+        .await
+        .unwrap()
+        .id;
+    h.until("written", |e| matches!(e, EngineEvent::Acked { .. }))
+        .await;
+    assert_eq!(h.job(id).await.result, Some(json!({ "x": 1 })));
+    assert_eq!(h.engine.stats().await.actor_restarts, 1);
+    // Past the budget the supervisor gives up and the engine stops with an error.
+    h.engine.crash_child(Child::Dispatcher);
+    h.until("dispatcher restarted", |e| {
+        *e == EngineEvent::Restarted("dispatcher")
+    })
+    .await;
+    h.engine.crash_child(Child::Dispatcher);
+    h.until("dispatcher restarted", |e| {
+        *e == EngineEvent::Restarted("dispatcher")
+    })
+    .await;
+    h.engine.crash_child(Child::Dispatcher);
+    let stopped = tokio::time::timeout(DEADLINE, h.engine.stopped()).await;
+    assert!(stopped.is_ok(), "the engine stops after too many restarts");
+}
