@@ -11,6 +11,25 @@ use std::time::Duration;
 use crate::cli::DEFAULT_DATABASE_URL;
 use crate::store::failpoint::Failpoints;
 
+/// Every key `Settings::from_env` reads for operators (the crash-test hooks
+/// `KYU_LEDGER_PATH` and `KYU_FAILPOINTS` aside). `config/kyu.env` documents each.
+pub const KEYS: &[&str] = &[
+    "DATABASE_URL",
+    "JOB_QUEUE_WORKER_COUNT",
+    "KYU_WORKERS_MIN",
+    "KYU_WORKERS_MAX",
+    "KYU_AUTOSCALE",
+    "JOB_QUEUE_MAX_RETRIES",
+    "JOB_QUEUE_BATCH_SIZE",
+    "JOB_QUEUE_POLL_INTERVAL",
+    "KYU_LEASE",
+    "KYU_RESCUE_INTERVAL",
+    "KYU_SHUTDOWN_GRACE",
+    "KYU_RETENTION",
+    "RATE_LIMIT_REQUESTS_PER_MINUTE",
+    "RATE_LIMIT_BURST_SIZE",
+];
+
 /// A setting that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("bad setting {key}={value:?}: {message}")]
