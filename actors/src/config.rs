@@ -36,6 +36,9 @@ pub struct EngineConfig {
     /// Token bucket for providers that have none of their own.
     pub rate_limit_per_minute: u32,
     pub rate_limit_burst: u32,
+    /// Threads of the runtime handlers run on, apart from the engine's actors, so a
+    /// handler that blocks its thread cannot starve lease renewal or the API.
+    pub job_threads: usize,
     /// Supervisor: restarts allowed per child within `restart_window`.
     pub max_restarts: u32,
     pub restart_window: Duration,
@@ -63,6 +66,7 @@ impl Default for EngineConfig {
             ack_batch: 500,
             rate_limit_per_minute: 100,
             rate_limit_burst: 10,
+            job_threads: std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
             max_restarts: 5,
             restart_window: Duration::from_secs(60),
         }
@@ -109,6 +113,9 @@ impl EngineConfig {
             if d.is_zero() {
                 return bad(field, "expected more than 0");
             }
+        }
+        if self.job_threads == 0 || self.job_threads > 1024 {
+            return bad("job_threads", "expected 1..=1024");
         }
         if self.ack_batch == 0 {
             return bad("ack_batch", "expected at least 1");

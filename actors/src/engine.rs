@@ -91,6 +91,12 @@ impl EngineBuilder {
         let limiter = self
             .limiter
             .unwrap_or_else(|| Arc::new(LocalRateLimiter::new(default, self.provider_limits)));
+        let jobs = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(self.config.job_threads)
+            .thread_name("kyu-job")
+            .enable_all()
+            .build()
+            .map_err(|e| EngineError::Spawn(format!("job runtime: {e}")))?;
         let deps = Arc::new(Deps {
             store,
             clock: self.clock,
@@ -101,15 +107,21 @@ impl EngineBuilder {
             limiter,
             probe: self.probe,
             counters: Counters::default(),
+            jobs: jobs.handle().clone(),
         });
-        let (sup, join) = Actor::spawn(None, Supervisor, deps.clone())
-            .await
-            .map_err(|e| EngineError::Spawn(e.to_string()))?;
+        let (sup, join) = match Actor::spawn(None, Supervisor, deps.clone()).await {
+            Ok(started) => started,
+            Err(e) => {
+                jobs.shutdown_background();
+                return Err(EngineError::Spawn(e.to_string()));
+            }
+        };
         tracing::info!(owner = %deps.owner, backend = deps.store.backend(), workers = deps.config.workers, "engine started");
         Ok(Engine {
             sup,
             join: Some(join),
             deps,
+            jobs: Some(jobs),
         })
     }
 }
@@ -136,6 +148,16 @@ pub struct Engine {
     sup: ActorRef<SupervisorMsg>,
     join: Option<tokio::task::JoinHandle<()>>,
     deps: Arc<Deps>,
+    /// The handlers' runtime; shut down in the background when the engine goes.
+    jobs: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Some(rt) = self.jobs.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl Engine {

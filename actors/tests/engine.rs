@@ -545,3 +545,89 @@ async fn a_failed_actor_is_restarted_and_a_crash_loop_stops_the_engine() {
     let stopped = tokio::time::timeout(DEADLINE, h.engine.stopped()).await;
     assert!(stopped.is_ok(), "the engine stops after too many restarts");
 }
+
+/// Blocks its thread (no `.await`), as CPU-bound or badly written handlers do.
+struct BlocksThread;
+
+#[async_trait]
+impl Handler for BlocksThread {
+    async fn run(&self, _ctx: JobContext) -> Result<Value, JobError> {
+        std::thread::sleep(Duration::from_millis(1500));
+        Ok(Value::Null)
+    }
+}
+
+/// Handlers run on their own runtime: three handlers blocking their threads for five
+/// leases' worth of time do not stop lease renewal, so nothing is rescued or fenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_that_block_threads_do_not_starve_lease_renewal() {
+    let cfg = EngineConfig {
+        lease: Duration::from_millis(300),
+        rescue_interval: Duration::from_millis(50),
+        job_threads: 3,
+        ..config(3)
+    };
+    // Leases expire in real time here: the store reads the system clock.
+    let store = Arc::new(MemoryStore::new(Arc::new(kyu_actors::SystemClock)));
+    let (tx, mut events) = unbounded_channel();
+    let engine = Engine::builder()
+        .store(store.clone())
+        .config(cfg)
+        .handler("blocks", Arc::new(BlocksThread))
+        .events(tx)
+        .start()
+        .await
+        .unwrap();
+    // Another node's rescuer, on its own thread: it takes any lease left to expire.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let other_node = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let mut rescued = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                rescued += rt.block_on(store.rescue_expired(100)).unwrap().len();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            rescued
+        })
+    };
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(
+            engine
+                .enqueue(NewJob::new("blocks", json!({})))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let mut written = 0;
+    while written < 3 {
+        match tokio::time::timeout(DEADLINE, events.recv()).await {
+            Ok(Some(EngineEvent::Acked { written: w, .. })) => written += w,
+            Ok(Some(_)) => {}
+            _ => panic!("no outcomes"),
+        }
+    }
+    for id in ids {
+        let j = store.get(id).await.unwrap().unwrap();
+        assert_eq!(
+            (j.status, j.attempts),
+            (JobStatus::Completed, 1),
+            "{:?}",
+            j.errors
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        other_node.join().unwrap(),
+        0,
+        "no lease expired while handlers blocked"
+    );
+    assert_eq!(engine.stats().await.fenced, 0);
+    engine.shutdown(Duration::from_secs(5)).await.unwrap();
+}

@@ -183,7 +183,7 @@ impl DispatcherState {
         let t = token.clone();
         let me = me.clone();
         let span = tracing::info_span!("job", %id, r#type = %job_type, attempt = job.attempts);
-        tokio::spawn(tracing::Instrument::instrument(
+        self.deps.jobs.spawn(tracing::Instrument::instrument(
             async move {
                 let r = match handler {
                     Some(h) => run_attempt(h, ctx, timeout, t).await,

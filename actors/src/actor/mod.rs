@@ -30,6 +30,8 @@ pub struct Deps {
     pub limiter: Arc<dyn RateLimitBackend>,
     pub probe: Option<Arc<dyn ResourceProbe>>,
     pub counters: Counters,
+    /// Where handlers run (a runtime of their own).
+    pub jobs: tokio::runtime::Handle,
 }
 
 /// Running totals, read by `Engine::stats`.
