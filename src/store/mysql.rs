@@ -8,6 +8,7 @@
 //! names its index: with a million finished rows the optimizer sometimes chose another
 //! and a claim took seconds.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,6 +24,7 @@ use sqlx::{Executor, MySql, MySqlPool, QueryBuilder};
 use std::str::FromStr;
 use uuid::Uuid;
 
+use super::db_clock::DbClock;
 use super::error::SqlxResultExt;
 use super::listing::{page_from_rows, push_list_filters};
 use super::row::{
@@ -30,6 +32,9 @@ use super::row::{
     parse_status,
 };
 use super::write::{AckWrite, InsertRow, duration_ms, insert_rows, lease_expired_error};
+
+/// The database clock in epoch ms.
+const SQL_NOW: &str = "SELECT CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS SIGNED)";
 
 const INSERT_CHUNK: usize = 2000;
 
@@ -40,6 +45,7 @@ type Tx = sqlx::Transaction<'static, MySql>;
 pub struct MySqlStore {
     pool: MySqlPool,
     clock: Option<SharedClock>,
+    db_clock: Arc<DbClock>,
 }
 
 impl MySqlStore {
@@ -62,7 +68,11 @@ impl MySqlStore {
             .connect_with(opts)
             .await
             .store_err()?;
-        Ok(MySqlStore { pool, clock })
+        Ok(MySqlStore {
+            pool,
+            clock,
+            db_clock: Arc::default(),
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -76,14 +86,19 @@ impl MySqlStore {
         &self.pool
     }
 
+    /// Epoch ms by the database's clock (or the test clock).
     async fn now(&self) -> Result<i64, StoreError> {
         match &self.clock {
             Some(c) => Ok(to_millis(c.now())),
             None => {
-                sqlx::query_scalar("SELECT CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS SIGNED)")
-                    .fetch_one(&self.pool)
+                self.db_clock
+                    .now(|| async {
+                        sqlx::query_scalar(SQL_NOW)
+                            .fetch_one(&self.pool)
+                            .await
+                            .store_err()
+                    })
                     .await
-                    .store_err()
             }
         }
     }

@@ -11,6 +11,7 @@
 //! jobs back through lease rescue — at least once, as after any node death.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,6 +26,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use super::db_clock::DbClock;
 use super::error::SqlxResultExt;
 use super::listing::{page_from_rows, push_list_filters};
 use super::row::{
@@ -32,6 +34,9 @@ use super::row::{
     parse_status,
 };
 use super::write::{AckWrite, InsertRow, duration_ms, insert_rows, lease_expired_error};
+
+/// The database clock in epoch ms.
+const SQL_NOW: &str = "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint";
 
 const INSERT_CHUNK: usize = 2000;
 
@@ -43,6 +48,7 @@ pub struct PgStore {
     /// Client-facing writes (synchronous commit).
     durable: PgPool,
     clock: Option<SharedClock>,
+    db_clock: Arc<DbClock>,
 }
 
 impl PgStore {
@@ -78,6 +84,7 @@ impl PgStore {
             pool,
             durable,
             clock,
+            db_clock: Arc::default(),
         })
     }
 
@@ -93,14 +100,19 @@ impl PgStore {
     }
 
     /// Epoch ms from the database (or the test clock).
+    /// Epoch ms by the database's clock (or the test clock).
     async fn now(&self) -> Result<i64, StoreError> {
         match &self.clock {
             Some(c) => Ok(to_millis(c.now())),
             None => {
-                sqlx::query_scalar("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint")
-                    .fetch_one(&self.pool)
+                self.db_clock
+                    .now(|| async {
+                        sqlx::query_scalar(SQL_NOW)
+                            .fetch_one(&self.pool)
+                            .await
+                            .store_err()
+                    })
                     .await
-                    .store_err()
             }
         }
     }
@@ -142,6 +154,16 @@ impl Store for PgStore {
     async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
         let now = self.now().await?;
         let rows = insert_rows(&jobs, now)?;
+        if let [r] = rows.as_slice()
+            && r.unique_key.is_none()
+        {
+            // One row needs no transaction: the INSERT commits by itself.
+            insert_plain(&self.durable, &[(0, r)]).await?;
+            return Ok(vec![Enqueued {
+                id: jobs[0].id,
+                duplicate: false,
+            }]);
+        }
         let mut out: Vec<Option<Enqueued>> = vec![None; rows.len()];
         let mut tx = self.durable.begin().await.store_err()?;
 
@@ -151,27 +173,7 @@ impl Store for PgStore {
             .filter(|(_, r)| r.unique_key.is_none())
             .collect();
         for chunk in plain.chunks(INSERT_CHUNK) {
-            let mut qb = QueryBuilder::<Postgres>::new(
-                "INSERT INTO jobs (id, queue, job_type, provider, priority, payload, status, \
-                 max_attempts, run_at, timeout_ms, unique_key, owner, created_at, updated_at) ",
-            );
-            qb.push_values(chunk, |mut b, (_, r)| {
-                b.push_bind(r.id.clone())
-                    .push_bind(r.queue.clone())
-                    .push_bind(r.job_type.clone())
-                    .push_bind(r.provider.clone())
-                    .push_bind(r.priority)
-                    .push_bind(r.payload.clone())
-                    .push_bind(r.status)
-                    .push_bind(r.max_attempts)
-                    .push_bind(r.run_at)
-                    .push_bind(r.timeout_ms)
-                    .push_bind(r.unique_key.clone())
-                    .push_bind(r.owner.clone())
-                    .push_bind(r.now)
-                    .push_bind(r.now);
-            });
-            qb.build().execute(&mut *tx).await.store_err()?;
+            insert_plain(&mut *tx, chunk).await?;
             for (i, _) in chunk {
                 out[*i] = Some(Enqueued {
                     id: jobs[*i].id,
@@ -231,48 +233,32 @@ impl Store for PgStore {
         .store_err()?;
         let cutoff = aged_cutoff(now, p.aged_before);
         let lease_until = now.saturating_add(duration_ms(p.lease));
-        let mut rows: Vec<JobRow> = Vec::new();
-        if p.aged_before.is_some() {
-            rows = sqlx::query_as(concat!(
-                "WITH picked AS (SELECT id AS picked_id FROM jobs WHERE status = 'queued' \
-                   AND run_at <= $5 \
-                   AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = jobs.queue AND q.paused) \
-                   ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                 UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = 0, \
-                   lease_owner = $2, lease_expires_at = $3, started_at = $1, updated_at = $1 \
-                 FROM picked WHERE jobs.id = picked.picked_id RETURNING ",
-                job_columns!()
-            ))
-            .bind(now)
-            .bind(&p.owner)
-            .bind(lease_until)
-            .bind(i64::from(p.limit))
-            .bind(cutoff)
-            .fetch_all(&self.pool)
-            .await
-            .store_err()?;
-        }
-        let left = i64::from(p.limit) - rows.len() as i64;
-        if left > 0 {
-            rows.extend(
-                sqlx::query_as::<_, JobRow>(concat!(
-                    "WITH picked AS (SELECT id AS picked_id FROM jobs WHERE status = 'queued' \
-                       AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = jobs.queue AND q.paused) \
-                       ORDER BY priority DESC, run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                     UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = 0, \
-                       lease_owner = $2, lease_expires_at = $3, started_at = $1, updated_at = $1 \
-                     FROM picked WHERE jobs.id = picked.picked_id RETURNING ",
-                    job_columns!()
-                ))
-                .bind(now)
-                .bind(&p.owner)
-                .bind(lease_until)
-                .bind(left)
-                .fetch_all(&self.pool)
-                .await
-                .store_err()?,
-            );
-        }
+        // One statement: aged jobs (oldest first), then the best of the rest, each
+        // locked with SKIP LOCKED so concurrent claimers never wait on each other.
+        let rows: Vec<JobRow> = sqlx::query_as(concat!(
+            "WITH aged AS (SELECT id, run_at FROM jobs WHERE status = 'queued' AND run_at <= $5 \
+               AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = jobs.queue AND q.paused) \
+               ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED), \
+             fresh AS (SELECT id, priority, run_at FROM jobs WHERE status = 'queued' AND run_at > $5 \
+               AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = jobs.queue AND q.paused) \
+               ORDER BY priority DESC, run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED), \
+             picked AS (SELECT id AS picked_id FROM \
+               (SELECT id, 0 AS band, 0 AS prio, run_at FROM aged \
+                UNION ALL SELECT id, 1, priority, run_at FROM fresh) u \
+               ORDER BY band, prio DESC, run_at, id LIMIT $4) \
+             UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = 0, \
+               lease_owner = $2, lease_expires_at = $3, started_at = $1, updated_at = $1 \
+             FROM picked WHERE jobs.id = picked.picked_id RETURNING ",
+            job_columns!()
+        ))
+        .bind(now)
+        .bind(&p.owner)
+        .bind(lease_until)
+        .bind(i64::from(p.limit))
+        .bind(cutoff)
+        .fetch_all(&self.pool)
+        .await
+        .store_err()?;
         into_jobs_in_claim_order(rows, cutoff)
     }
 
@@ -624,6 +610,35 @@ async fn insert_keyed(
     Err(StoreError::Unavailable(
         "unique key kept changing hands; try again".into(),
     ))
+}
+
+/// One multi-row INSERT of rows without a unique key.
+async fn insert_plain<'e, E>(exec: E, rows: &[(usize, &InsertRow)]) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = Postgres>,
+{
+    let mut qb = QueryBuilder::<Postgres>::new(
+        "INSERT INTO jobs (id, queue, job_type, provider, priority, payload, status, \
+         max_attempts, run_at, timeout_ms, unique_key, owner, created_at, updated_at) ",
+    );
+    qb.push_values(rows, |mut b, (_, r)| {
+        b.push_bind(r.id.clone())
+            .push_bind(r.queue.clone())
+            .push_bind(r.job_type.clone())
+            .push_bind(r.provider.clone())
+            .push_bind(r.priority)
+            .push_bind(r.payload.clone())
+            .push_bind(r.status)
+            .push_bind(r.max_attempts)
+            .push_bind(r.run_at)
+            .push_bind(r.timeout_ms)
+            .push_bind(r.unique_key.clone())
+            .push_bind(r.owner.clone())
+            .push_bind(r.now)
+            .push_bind(r.now);
+    });
+    qb.build().execute(exec).await.store_err()?;
+    Ok(())
 }
 
 fn lease_columns(leases: &[JobLease]) -> (Vec<String>, Vec<i32>, Vec<String>) {

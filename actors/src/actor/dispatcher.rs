@@ -25,6 +25,9 @@ use crate::job::Job;
 use crate::run::{RunResult, outcome_for, run_attempt};
 use crate::store::{Ack, ClaimParams, LeaseState, Outcome, StoreError};
 
+/// Claims that may be in flight at once.
+const MAX_CLAIMS_IN_FLIGHT: usize = 2;
+
 /// A wait longer than this for a provider token sends the job back to the store.
 const SNOOZE_AFTER: Duration = Duration::from_millis(500);
 
@@ -33,7 +36,8 @@ pub struct Dispatcher;
 pub enum DispatcherMsg {
     /// Something may be claimable (enqueue, rescue, due job, token available).
     Wake,
-    Claimed(Result<Vec<Job>, StoreError>),
+    /// A claim for this many jobs returned.
+    Claimed(u32, Result<Vec<Job>, StoreError>),
     Finished(Uuid, RunResult),
     Renew,
     Renewed(Result<Vec<LeaseState>, StoreError>),
@@ -77,7 +81,9 @@ pub struct DispatcherState {
     pool_size: usize,
     pending: VecDeque<Job>,
     running: HashMap<Uuid, Running>,
-    claiming: bool,
+    /// Claims in flight, and the jobs they asked for.
+    claims_in_flight: usize,
+    requested: usize,
     /// A wake-up came while a claim was in flight: claim again when it returns.
     rewake: bool,
     backlog: bool,
@@ -104,16 +110,18 @@ impl DispatcherState {
             self.answer_drain();
             return;
         }
-        let free = self.pool_size.saturating_sub(self.running.len());
-        let want = self.prefetch_target().saturating_sub(self.pending.len());
-        if !self.claiming
-            && want > 0
-            && (free > 0 || self.pending.len() < self.prefetch_target() / 2)
-        {
-            self.claiming = true;
+        // Refill at the low-water mark (half the prefetch), not after every job: a
+        // claim costs about the same for 1 job or 100, so claim few and large. A
+        // second claim may overlap the first, so fast jobs do not wait a round trip.
+        let target = self.prefetch_target();
+        let have = self.pending.len() + self.requested;
+        if self.claims_in_flight < MAX_CLAIMS_IN_FLIGHT && have <= target / 2 {
+            let limit = (target.saturating_sub(have) as u32).clamp(1, self.deps.config.claim_batch);
+            self.claims_in_flight += 1;
+            self.requested += limit as usize;
             let params = ClaimParams {
                 owner: self.deps.owner.clone(),
-                limit: (want as u32).min(self.deps.config.claim_batch),
+                limit,
                 lease: self.deps.config.lease,
                 aged_before: Some(self.deps.config.aging_bound),
             };
@@ -121,7 +129,7 @@ impl DispatcherState {
             let me = me.clone();
             tokio::spawn(async move {
                 let r = store.claim(&params).await;
-                let _ = me.cast(DispatcherMsg::Claimed(r));
+                let _ = me.cast(DispatcherMsg::Claimed(params.limit, r));
             });
         }
     }
@@ -311,7 +319,7 @@ impl DispatcherState {
     }
 
     fn answer_drain(&mut self) {
-        if self.running.is_empty() && !self.claiming {
+        if self.running.is_empty() && self.claims_in_flight == 0 {
             for w in self.drain_waiters.drain(..) {
                 let _ = w.send(());
             }
@@ -338,7 +346,8 @@ impl Actor for Dispatcher {
             acker,
             pending: VecDeque::new(),
             running: HashMap::new(),
-            claiming: false,
+            claims_in_flight: 0,
+            requested: 0,
             rewake: false,
             backlog: false,
             draining: false,
@@ -356,15 +365,22 @@ impl Actor for Dispatcher {
         match msg {
             DispatcherMsg::Wake => {
                 st.token_wake_at = None;
-                if st.claiming {
+                if st.claims_in_flight > 0 {
                     st.rewake = true;
                 }
                 st.pump(&me).await;
             }
-            DispatcherMsg::Claimed(r) => {
-                st.claiming = false;
+            DispatcherMsg::Claimed(limit, r) => {
+                st.claims_in_flight = st.claims_in_flight.saturating_sub(1);
+                st.requested = st.requested.saturating_sub(limit as usize);
                 match r {
                     Ok(jobs) => {
+                        tracing::debug!(
+                            got = jobs.len(),
+                            pending = st.pending.len(),
+                            running = st.running.len(),
+                            "claimed"
+                        );
                         st.deps.events.emit(EngineEvent::Claimed(jobs.len()));
                         st.backlog = !jobs.is_empty();
                         let got = jobs.len();
@@ -378,7 +394,7 @@ impl Actor for Dispatcher {
                         st.pump(&me).await;
                         // Jobs came (more may wait) or a wake-up arrived meanwhile: go again.
                         if (got > 0 || std::mem::take(&mut st.rewake))
-                            && !st.claiming
+                            && st.claims_in_flight == 0
                             && !st.draining
                         {
                             let _ = me.cast(DispatcherMsg::Wake);

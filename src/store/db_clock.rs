@@ -1,0 +1,65 @@
+//! The database's clock without a round trip per statement. PostgreSQL and MariaDB
+//! stores decide due times and leases by the database's "now", so every node agrees
+//! whatever its own clock says. Reading it costs a round trip, so it is read once a
+//! second and carried forward on this node's monotonic clock in between: the error is
+//! half a round trip plus a second's drift, not the skew between nodes.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kyu_actors::StoreError;
+
+/// How long one reading of the database clock is trusted.
+const REFRESH: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Default)]
+pub struct DbClock {
+    last: Mutex<Option<(i64, Instant)>>,
+}
+
+fn since(at: Instant) -> i64 {
+    i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX)
+}
+
+impl DbClock {
+    /// Epoch ms by the database; `read` fetches its clock when the last reading is stale.
+    pub async fn now<F, Fut>(&self, read: F) -> Result<i64, StoreError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<i64, StoreError>>,
+    {
+        if let Some((ms, at)) = *self.last.lock().unwrap_or_else(|e| e.into_inner())
+            && at.elapsed() < REFRESH
+        {
+            return Ok(ms.saturating_add(since(at)));
+        }
+        let sent = Instant::now();
+        let db = read().await?;
+        // The database read its clock about halfway through the round trip.
+        let at = sent + sent.elapsed() / 2;
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((db, at));
+        Ok(db.saturating_add(since(at)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_once_then_carries_forward() {
+        let c = DbClock::default();
+        let mut reads = 0;
+        let a = c
+            .now(|| async {
+                reads += 1;
+                Ok(1_000_000)
+            })
+            .await
+            .unwrap();
+        let b = c.now(|| async { Ok(5) }).await.unwrap();
+        assert_eq!(reads, 1);
+        assert!(a >= 1_000_000 && b >= a && b < 1_001_000, "{a} {b}");
+    }
+}
