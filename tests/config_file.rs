@@ -14,7 +14,10 @@ fn the_documented_settings_are_the_defaults() {
         .filter_map(|l| l.split_once('='))
         .collect();
     for key in kyu::config::KEYS {
-        assert!(pairs.iter().any(|(k, _)| k == key), "{key} is not documented");
+        assert!(
+            pairs.iter().any(|(k, _)| k == key),
+            "{key} is not documented"
+        );
     }
     let from_file = Settings::from_env(&Env::from_pairs(pairs)).expect("config/kyu.env parses");
     assert_eq!(from_file, Settings::default());
