@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use kyu_actors::{Engine, EngineConfig, Reading, ResourceProbe};
+use kyu_actors::{Engine, EngineConfig, HandlerRegistry, Reading, ResourceProbe, Store};
 
 use crate::chaos::handler::LedgerJob;
 use crate::chaos::ledger::Ledger;
@@ -42,25 +42,39 @@ pub fn engine_config(s: &Settings) -> EngineConfig {
     }
 }
 
-/// Opens the store and starts the engine `s` describes.
-pub async fn start_engine(s: &Settings) -> anyhow::Result<Engine> {
+/// Opens (and migrates) the store `s` names.
+pub async fn open_store(s: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     let mut store = store::open(&s.database_url, StoreOptions::default()).await?;
     if let Some(fp) = s.failpoints {
         store = fp.wrap(store);
     }
-    let mut b = Engine::builder().store(store).config(engine_config(s));
+    Ok(store)
+}
+
+/// The job types this process runs: the built-ins and those `s` switches on.
+pub fn handlers(s: &Settings) -> anyhow::Result<HandlerRegistry> {
+    let mut r = HandlerRegistry::with_builtins();
+    if let Some(path) = &s.ledger_path {
+        r.insert("ledger", Arc::new(LedgerJob::new(Ledger::open(path)?)));
+    }
+    Ok(r)
+}
+
+/// Starts the engine `s` describes on `store`.
+pub async fn start_engine(s: &Settings, store: Arc<dyn Store>) -> anyhow::Result<Engine> {
+    let mut b = Engine::builder()
+        .store(store)
+        .handlers(handlers(s)?)
+        .config(engine_config(s));
     if s.autoscale {
         b = b.probe(Arc::new(Probe(SystemProbe::new()?)));
-    }
-    if let Some(path) = &s.ledger_path {
-        b = b.handler("ledger", Arc::new(LedgerJob::new(Ledger::open(path)?)));
     }
     Ok(b.start().await?)
 }
 
 /// Runs until a signal, then stops gracefully.
 pub async fn run(s: Settings) -> anyhow::Result<()> {
-    let mut engine = start_engine(&s).await?;
+    let engine = start_engine(&s, open_store(&s).await?).await?;
     tokio::select! {
         _ = shutdown_signal() => {
             tracing::info!(grace_ms = s.shutdown_grace.as_millis() as u64, "stopping: finishing running jobs");
@@ -72,7 +86,8 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     }
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

@@ -58,6 +58,11 @@ impl EngineBuilder {
         self.handlers.insert(job_type, h);
         self
     }
+    /// Replaces the handler registry (default: the built-ins).
+    pub fn handlers(mut self, handlers: HandlerRegistry) -> Self {
+        self.handlers = handlers;
+        self
+    }
     pub fn config(mut self, config: EngineConfig) -> Self {
         self.config = config;
         self
@@ -119,7 +124,7 @@ impl EngineBuilder {
         tracing::info!(owner = %deps.owner, backend = deps.store.backend(), workers = deps.config.workers, "engine started");
         Ok(Engine {
             sup,
-            join: Some(join),
+            join: std::sync::Mutex::new(Some(join)),
             deps,
             jobs: Some(jobs),
         })
@@ -146,7 +151,8 @@ pub struct EngineStats {
 /// A running engine.
 pub struct Engine {
     sup: ActorRef<SupervisorMsg>,
-    join: Option<tokio::task::JoinHandle<()>>,
+    /// The supervisor's task; taken by whoever waits for it first.
+    join: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     deps: Arc<Deps>,
     /// The handlers' runtime; shut down in the background when the engine goes.
     jobs: Option<tokio::runtime::Runtime>,
@@ -181,11 +187,6 @@ impl Engine {
     /// This engine's lease owner id.
     pub fn owner(&self) -> &str {
         &self.deps.owner
-    }
-
-    /// Job types this engine can run.
-    pub fn job_types(&self) -> Vec<String> {
-        self.deps.handlers.types()
     }
 
     /// Commits a job, then wakes the dispatcher.
@@ -246,20 +247,32 @@ impl Engine {
         let _ = self.sup.cast(SupervisorMsg::Crash(child));
     }
 
+    fn take_join(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.join.lock().map(|mut j| j.take()).unwrap_or(None)
+    }
+
+    /// Whether the actor tree still runs (false once the supervisor gave up or stopped).
+    pub fn is_running(&self) -> bool {
+        self.sup.get_status() == ractor::ActorStatus::Running
+    }
+
     /// Waits until the engine stops by itself (its supervisor gave up).
-    pub async fn stopped(&mut self) -> EngineError {
-        if let Some(j) = self.join.take() {
-            let _ = j.await;
+    pub async fn stopped(&self) -> EngineError {
+        match self.take_join() {
+            Some(j) => {
+                let _ = j.await;
+            }
+            None => std::future::pending::<()>().await,
         }
         EngineError::Stopped("the supervisor stopped (too many actor restarts)".into())
     }
 
     /// Stops claiming, lets running jobs finish for up to `grace`, gives back the rest,
     /// writes every outcome, then stops.
-    pub async fn shutdown(mut self, grace: Duration) -> Result<(), EngineError> {
+    pub async fn shutdown(&self, grace: Duration) -> Result<(), EngineError> {
         let wait = grace.as_millis() as u64 + 40_000;
         let r = call_t!(self.sup, SupervisorMsg::Shutdown, wait, grace);
-        if let Some(j) = self.join.take() {
+        if let Some(j) = self.take_join() {
             let _ = j.await;
         }
         r.map_err(|e| EngineError::Stopped(e.to_string()))

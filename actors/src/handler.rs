@@ -51,6 +51,20 @@ impl Progress {
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
     async fn run(&self, ctx: JobContext) -> Result<serde_json::Value, JobError>;
+
+    /// What a job of this type gets when its request does not say.
+    fn defaults(&self) -> JobDefaults {
+        JobDefaults::default()
+    }
+}
+
+/// Per-type defaults for new jobs (seed 001: `delay_print` waits 180 s, retries 10 times).
+/// `None` leaves the engine's own default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobDefaults {
+    pub priority: Option<u8>,
+    pub delay: Option<std::time::Duration>,
+    pub max_retries: Option<u32>,
 }
 
 /// Job types to handlers.
@@ -75,6 +89,11 @@ impl HandlerRegistry {
 
     pub fn get(&self, job_type: &str) -> Option<Arc<dyn Handler>> {
         self.handlers.get(job_type).cloned()
+    }
+
+    /// The defaults of `job_type`, if it is registered.
+    pub fn defaults(&self, job_type: &str) -> Option<JobDefaults> {
+        self.handlers.get(job_type).map(|h| h.defaults())
     }
 
     /// Registered job types, sorted.
@@ -106,7 +125,7 @@ impl Handler for Echo {
 }
 
 /// Seed 003's demo job: prints the payload's `message` with a timestamp. Its delay is
-/// the job's `run_at` (the API defaults it to 180 s and 10 retries).
+/// the job's `run_at` (by default 180 s, with 10 retries).
 pub struct DelayPrint;
 
 #[async_trait]
@@ -120,5 +139,13 @@ impl Handler for DelayPrint {
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         println!("[{at}] {message}");
         Ok(serde_json::json!({ "printed_at": at, "message": message }))
+    }
+
+    fn defaults(&self) -> JobDefaults {
+        JobDefaults {
+            priority: None,
+            delay: Some(std::time::Duration::from_secs(180)),
+            max_retries: Some(10),
+        }
     }
 }

@@ -41,8 +41,11 @@ pub use config::EngineConfig;
 pub use engine::{Engine, EngineBuilder, EngineError, EngineStats};
 pub use error::{AttemptError, ErrorKind, JobError};
 pub use events::EngineEvent;
-pub use handler::{Handler, HandlerRegistry, JobContext};
+pub use handler::{Handler, HandlerRegistry, JobContext, JobDefaults};
 pub use job::{Job, NewJob, RunAt};
 pub use priority::Priority;
 pub use status::JobStatus;
-pub use store::{Ack, ClaimParams, JobLease, Outcome, Store, StoreError};
+pub use store::{
+    Ack, CancelOutcome, ClaimParams, Enqueued, JobLease, JobPage, ListJobs, MAX_PAGE, Outcome,
+    QueueCount, QueueState, Store, StoreError, validate_new_job,
+};

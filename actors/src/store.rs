@@ -172,6 +172,12 @@ pub trait Store: Send + Sync + 'static {
     /// Short backend name: `sqlite`, `postgres`, `mysql`, `memory`.
     fn backend(&self) -> &'static str;
 
+    /// Answers when the database does (readiness checks). The default reads the next
+    /// scheduled time, an indexed lookup.
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.next_run_at().await.map(|_| ())
+    }
+
     /// Commits one job (see [`Store::enqueue_many`]).
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued, StoreError> {
         let mut out = self.enqueue_many(vec![job]).await?;

@@ -40,6 +40,11 @@ const SQL_NOW: &str = "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bi
 
 const INSERT_CHUNK: usize = 2000;
 
+/// A node that stalls (SIGSTOP, a long pause) inside a transaction would hold its row
+/// locks, and so block the rescue of its own jobs, for as long as it stalls; the server
+/// ends such a session after this long, so the rescue proceeds.
+const IDLE_IN_TRANSACTION: &str = "SET idle_in_transaction_session_timeout = '5s'";
+
 /// A PostgreSQL-backed [`Store`].
 #[derive(Clone, Debug)]
 pub struct PgStore {
@@ -61,6 +66,12 @@ impl PgStore {
         let durable = PgPoolOptions::new()
             .max_connections(max_connections.div_ceil(2).max(1))
             .acquire_timeout(Duration::from_secs(10))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(IDLE_IN_TRANSACTION).await?;
+                    Ok(())
+                })
+            })
             .connect(url)
             .await
             .store_err()?;
@@ -69,6 +80,7 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(|conn, _| {
                 Box::pin(async move {
+                    conn.execute(IDLE_IN_TRANSACTION).await?;
                     conn.execute("SET synchronous_commit = off").await?;
                     // A generic plan cannot see the claim's LIMIT and sorts every
                     // queued job; custom plans use the claim index and stop early.
