@@ -9,7 +9,18 @@ pub fn from_sqlx(e: sqlx::Error) -> StoreError {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+        | sqlx::Error::Tls(_)
+        // A connection that ends mid-handshake or mid-reply reads as a protocol error.
+        | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
+        // PostgreSQL: connection exceptions (08), insufficient resources (53: too many
+        // connections), operator intervention (57P: shutdown, recovery, cannot connect now).
+        sqlx::Error::Database(ref db)
+            if db
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("53") || c.starts_with("57P")) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
         sqlx::Error::Database(ref db)
             if matches!(db.code().as_deref(), Some("5" | "6" | "517" | "261")) =>
         {
