@@ -8,11 +8,14 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
+use crate::api::auth::{TokenEntry, parse_tokens};
 use crate::cli::DEFAULT_DATABASE_URL;
 use crate::store::failpoint::Failpoints;
 
 /// Every key `Settings::from_env` reads for operators (the crash-test hooks
-/// `KYU_LEDGER_PATH` and `KYU_FAILPOINTS` aside). `config/kyu.env` documents each.
+/// `KYU_LEDGER_PATH` and `KYU_FAILPOINTS` aside). `config/kyu.toml` documents each.
 pub const KEYS: &[&str] = &[
     "DATABASE_URL",
     "JOB_QUEUE_WORKER_COUNT",
@@ -28,6 +31,18 @@ pub const KEYS: &[&str] = &[
     "KYU_RETENTION",
     "RATE_LIMIT_REQUESTS_PER_MINUTE",
     "RATE_LIMIT_BURST_SIZE",
+    "JOB_WORKER_ENABLED",
+    "KYU_BIND",
+    "KYU_API_TOKENS",
+    "KYU_MAX_BODY_BYTES",
+    "KYU_MAX_PAYLOAD_BYTES",
+    "KYU_MAX_BATCH",
+    "KYU_HEADER_READ_TIMEOUT",
+    "KYU_MAX_CONNECTIONS",
+    "AI_REQUEST_TIMEOUT",
+    "AI_MAX_CONCURRENT_REQUESTS",
+    "AI_FALLBACK_ENABLED",
+    "REDIS_URL",
 ];
 
 /// A setting that could not be used.
@@ -62,6 +77,29 @@ pub struct Settings {
     pub retention: Duration,
     pub rate_limit_per_minute: u32,
     pub rate_limit_burst: u32,
+    /// Whether `kyu serve` runs the engine beside the API (`JOB_WORKER_ENABLED`, seed 002).
+    pub worker_enabled: bool,
+    /// The API's address (`KYU_BIND`).
+    pub bind: SocketAddr,
+    /// Bearer tokens (`KYU_API_TOKENS`: `name:role:sha256-hex`, comma separated).
+    /// Empty: no auth, and the API binds to loopback only.
+    pub tokens: Vec<TokenEntry>,
+    /// Largest request body (`KYU_MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
+    /// Largest job payload, as JSON text (`KYU_MAX_PAYLOAD_BYTES`).
+    pub max_payload_bytes: usize,
+    /// Most jobs in one batch enqueue (`KYU_MAX_BATCH`).
+    pub max_batch: usize,
+    /// A client must send its request headers within this (`KYU_HEADER_READ_TIMEOUT`).
+    pub header_read_timeout: Duration,
+    /// Open connections at most; more wait in the listen backlog (`KYU_MAX_CONNECTIONS`).
+    pub max_connections: usize,
+    /// AI provider calls (seed 000 §9; used by the provider handlers).
+    pub ai_request_timeout: Duration,
+    pub ai_max_concurrent_requests: usize,
+    pub ai_fallback_enabled: bool,
+    /// Redis for wake-ups and shared limits across nodes (`REDIS_URL`; none: one node).
+    pub redis_url: Option<String>,
     /// Registers the `ledger` job type (crash tests) writing to this file.
     pub ledger_path: Option<PathBuf>,
     pub failpoints: Option<Failpoints>,
@@ -84,6 +122,18 @@ impl Default for Settings {
             retention: Duration::from_secs(7 * 24 * 3600),
             rate_limit_per_minute: 100,
             rate_limit_burst: 10,
+            worker_enabled: true,
+            bind: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            tokens: Vec::new(),
+            max_body_bytes: 8 * 1024 * 1024,
+            max_payload_bytes: 64 * 1024,
+            max_batch: 1000,
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            ai_request_timeout: Duration::from_secs(30),
+            ai_max_concurrent_requests: 10,
+            ai_fallback_enabled: true,
+            redis_url: None,
             ledger_path: None,
             failpoints: None,
         }
@@ -103,6 +153,53 @@ impl Env {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect())
+    }
+
+    /// Adds the settings of a TOML file (`config/kyu.toml`: the keys of [`KEYS`] in lower
+    /// case) under those already set, so the environment overrides the file.
+    pub fn with_file(self, path: &std::path::Path) -> Result<Env, ConfigError> {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Self::bad("KYU_CONFIG", &source, format!("cannot read: {e}")))?;
+        self.with_toml(&text, &source)
+    }
+
+    /// [`Env::with_file`] on text; `source` names it in errors.
+    pub fn with_toml(mut self, text: &str, source: &str) -> Result<Env, ConfigError> {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| Self::bad("KYU_CONFIG", source, e.to_string()))?;
+        for (k, v) in table {
+            let key = k.to_ascii_uppercase();
+            if !KEYS.contains(&key.as_str()) {
+                return Err(Self::bad(
+                    &k,
+                    &v.to_string(),
+                    format!("unknown key in {source}"),
+                ));
+            }
+            let value = match v {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                    v.to_string()
+                }
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|i| i.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| Self::bad(&k, "[…]", "expected a list of strings"))?
+                    .join(","),
+                other => {
+                    return Err(Self::bad(
+                        &k,
+                        &other.to_string(),
+                        "expected a string, number or boolean",
+                    ));
+                }
+            };
+            self.0.entry(key).or_insert(value);
+        }
+        Ok(self)
     }
 
     /// Sets `key` (a command-line flag over the environment).
@@ -200,6 +297,39 @@ impl Settings {
         s.rate_limit_burst = env
             .parse("RATE_LIMIT_BURST_SIZE", "a whole number")?
             .unwrap_or(s.rate_limit_burst);
+        s.worker_enabled = env.flag("JOB_WORKER_ENABLED")?.unwrap_or(s.worker_enabled);
+        s.bind = env
+            .parse("KYU_BIND", "an address like 127.0.0.1:7878")?
+            .unwrap_or(s.bind);
+        if let Some(v) = env.raw("KYU_API_TOKENS") {
+            // The value holds hashes, not tokens, but is still not echoed back.
+            s.tokens = parse_tokens(v).map_err(|m| Env::bad("KYU_API_TOKENS", "…", m))?;
+        }
+        s.max_body_bytes = env
+            .parse("KYU_MAX_BODY_BYTES", "a number of bytes")?
+            .unwrap_or(s.max_body_bytes);
+        s.max_payload_bytes = env
+            .parse("KYU_MAX_PAYLOAD_BYTES", "a number of bytes")?
+            .unwrap_or(s.max_payload_bytes);
+        s.max_batch = env
+            .parse("KYU_MAX_BATCH", "a whole number")?
+            .unwrap_or(s.max_batch);
+        s.header_read_timeout = env
+            .duration("KYU_HEADER_READ_TIMEOUT")?
+            .unwrap_or(s.header_read_timeout);
+        s.max_connections = env
+            .parse("KYU_MAX_CONNECTIONS", "a whole number")?
+            .unwrap_or(s.max_connections);
+        s.ai_request_timeout = env
+            .duration("AI_REQUEST_TIMEOUT")?
+            .unwrap_or(s.ai_request_timeout);
+        s.ai_max_concurrent_requests = env
+            .parse("AI_MAX_CONCURRENT_REQUESTS", "a whole number")?
+            .unwrap_or(s.ai_max_concurrent_requests);
+        s.ai_fallback_enabled = env
+            .flag("AI_FALLBACK_ENABLED")?
+            .unwrap_or(s.ai_fallback_enabled);
+        s.redis_url = env.raw("REDIS_URL").map(str::to_owned);
         s.ledger_path = env.raw("KYU_LEDGER_PATH").map(PathBuf::from);
         if let Some(v) = env.raw(crate::store::failpoint::FAILPOINTS_ENV) {
             s.failpoints =
@@ -268,6 +398,27 @@ impl Settings {
         }
         if self.rescue_interval.is_zero() {
             return bad("KYU_RESCUE_INTERVAL", "0".into(), "expected more than 0");
+        }
+        for (key, v) in [
+            ("KYU_MAX_BODY_BYTES", self.max_body_bytes),
+            ("KYU_MAX_PAYLOAD_BYTES", self.max_payload_bytes),
+            ("KYU_MAX_BATCH", self.max_batch),
+            ("KYU_MAX_CONNECTIONS", self.max_connections),
+            (
+                "AI_MAX_CONCURRENT_REQUESTS",
+                self.ai_max_concurrent_requests,
+            ),
+        ] {
+            if v == 0 {
+                return bad(key, "0".into(), "expected more than 0");
+            }
+        }
+        if self.header_read_timeout.is_zero() {
+            return bad(
+                "KYU_HEADER_READ_TIMEOUT",
+                "0".into(),
+                "expected more than 0",
+            );
         }
         if self.rate_limit_per_minute == 0 {
             return bad(

@@ -1,24 +1,48 @@
-//! `config/kyu.env` documents every setting with its default: it must parse, and its
-//! values must be the defaults the code uses.
+//! `config/kyu.toml` documents every setting with its default: it must parse, name every
+//! key, and its values must be the defaults the code uses.
 
 use kyu::config::{Env, Settings};
 
+const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/kyu.toml");
+
 #[test]
 fn the_documented_settings_are_the_defaults() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/kyu.env"))
-        .expect("read config/kyu.env");
-    let pairs: Vec<(&str, &str)> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .collect();
+    let text = std::fs::read_to_string(PATH).expect("read config/kyu.toml");
+    let table: toml::Table = text.parse().expect("config/kyu.toml is TOML");
     for key in kyu::config::KEYS {
         assert!(
-            pairs.iter().any(|(k, _)| k == key),
-            "{key} is not documented"
+            table.contains_key(&key.to_ascii_lowercase()),
+            "{key} is not documented in config/kyu.toml"
         );
     }
-    let from_file = Settings::from_env(&Env::from_pairs(pairs)).expect("config/kyu.env parses");
-    assert_eq!(from_file, Settings::default());
+    let env = Env::from_pairs([])
+        .with_toml(&text, PATH)
+        .expect("config/kyu.toml loads");
+    assert_eq!(
+        Settings::from_env(&env).expect("settings"),
+        Settings::default()
+    );
+}
+
+#[test]
+fn the_environment_overrides_the_file() {
+    let text = std::fs::read_to_string(PATH).expect("read config/kyu.toml");
+    let env = Env::from_pairs([("JOB_QUEUE_WORKER_COUNT", "7")])
+        .with_toml(&text, PATH)
+        .expect("loads");
+    assert_eq!(Settings::from_env(&env).expect("settings").worker_count, 7);
+}
+
+#[test]
+fn an_unknown_or_bad_key_is_named() {
+    let err = Env::from_pairs([])
+        .with_toml("worker_cuont = 3", "t.toml")
+        .err()
+        .expect("unknown key refused");
+    assert!(err.to_string().contains("worker_cuont"), "{err}");
+    let env = Env::from_pairs([])
+        .with_toml("kyu_lease = \"soon\"", "t.toml")
+        .expect("loads");
+    let err = Settings::from_env(&env).expect_err("bad duration refused");
+    assert!(err.to_string().contains("KYU_LEASE"), "{err}");
 }

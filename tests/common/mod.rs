@@ -3,6 +3,9 @@
 //! file, the database) with a deadline.
 #![allow(dead_code)]
 
+pub mod api;
+pub mod proxy;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
