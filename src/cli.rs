@@ -1,7 +1,12 @@
 //! The `kyu` command line. Each subcommand is a thin call into the library.
 
-use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::client::{EnqueueArgs, StatusArgs};
+use crate::config::{Env, Settings};
 use crate::store::{self, StoreOptions};
 
 /// Where kyu keeps its jobs when nothing else is said.
@@ -16,23 +21,90 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create or upgrade the database schema, then exit.
-    Migrate(DbArgs),
+    /// Run the HTTP API and the engine until SIGTERM or SIGINT (migrates on start).
+    Serve(ServeArgs),
+    /// Run the HTTP API alone (jobs run on `kyu worker` processes).
+    Api(ServeArgs),
     /// Run the engine alone (no API) until SIGTERM or SIGINT.
-    Worker(DbArgs),
+    Worker(ConfigArgs),
+    /// Create or upgrade the database schema, then exit.
+    Migrate(ConfigArgs),
+    /// Create a job through a running kyu's API and print it.
+    Enqueue(EnqueueArgs),
+    /// Print a job.
+    Status(StatusArgs),
+    /// Make an API token: prints the token (give it to the client) and the
+    /// `KYU_API_TOKENS` entry (give it to kyu; it holds only the token's hash).
+    Token(TokenArgs),
     /// Run a benchmark and print one JSON line.
     Bench(BenchArgs),
 }
 
+/// Where settings come from: the file, then the environment, then these flags.
 #[derive(Debug, Args)]
-pub struct DbArgs {
-    /// sqlite://FILE, postgres://…, or mysql://…
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
-    pub database_url: String,
+pub struct ConfigArgs {
+    /// sqlite://FILE (default sqlite://kyu.db), postgres://…, or mysql://…
+    /// [env: DATABASE_URL]
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// A TOML settings file (see config/kyu.toml) [env: KYU_CONFIG]
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:7878) [env: KYU_BIND]
+    #[arg(long)]
+    pub bind: Option<SocketAddr>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+impl ConfigArgs {
+    /// The settings: defaults, then the file, then the environment, then flags.
+    pub fn settings(&self, bind: Option<SocketAddr>) -> anyhow::Result<Settings> {
+        let mut env = Env::process();
+        let file = self
+            .config
+            .clone()
+            .or_else(|| std::env::var_os("KYU_CONFIG").map(PathBuf::from));
+        if let Some(path) = file {
+            env = env.with_file(&path)?;
+        }
+        if let Some(url) = &self.database_url {
+            env.set("DATABASE_URL", url);
+        }
+        if let Some(bind) = bind {
+            env.set("KYU_BIND", &bind.to_string());
+        }
+        Ok(Settings::from_env(&env)?)
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TokenRole {
+    Admin,
+    User,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Who holds the token; jobs it creates are owned by this name.
+    pub name: String,
+    #[arg(long, value_enum, default_value = "user")]
+    pub role: TokenRole,
 }
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// The HTTP workload: create and get latency under `--clients` concurrent
+    /// clients, and batch enqueue over HTTP, against an in-process `kyu serve`.
+    #[arg(long, conflicts_with = "store")]
+    pub http: bool,
+    /// Concurrent HTTP clients for `--http`.
+    #[arg(long, default_value_t = 100)]
+    pub clients: usize,
     /// Without `--store`: the engine workload of BENCH.md (W1 throughput, W2 latency).
     /// The store alone: batch enqueue, claim+ack with batches of 1 and 100, then the
     /// same beside `--finished` completed jobs. PostgreSQL and MySQL URLs name a server:
@@ -71,19 +143,38 @@ pub fn init_tracing() {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Migrate(db) => {
-            store::open(&db.database_url, StoreOptions::default()).await?;
-            tracing::info!(database_url = %redact(&db.database_url), "schema is up to date");
+        Command::Serve(a) => crate::serve::run(a.config.settings(a.bind)?, true).await,
+        Command::Api(a) => crate::serve::run(a.config.settings(a.bind)?, false).await,
+        Command::Worker(c) => crate::worker::run(c.settings(None)?).await,
+        Command::Migrate(c) => {
+            let s = c.settings(None)?;
+            store::open(&s.database_url, StoreOptions::default()).await?;
+            tracing::info!(database_url = %redact(&s.database_url), "schema is up to date");
             Ok(())
         }
-        Command::Worker(db) => {
-            let mut env = crate::config::Env::process();
-            env.set("DATABASE_URL", &db.database_url);
-            let settings = crate::config::Settings::from_env(&env)?;
-            crate::worker::run(settings).await
+        Command::Enqueue(a) => crate::client::enqueue(a).await,
+        Command::Status(a) => crate::client::status(a).await,
+        Command::Token(a) => {
+            let token = crate::api::auth::new_token();
+            let entry = crate::api::auth::TokenEntry {
+                name: a.name,
+                role: match a.role {
+                    TokenRole::Admin => crate::api::auth::Role::Admin,
+                    TokenRole::User => crate::api::auth::Role::User,
+                },
+                hash: crate::api::auth::hash_token(&token),
+            };
+            println!("token (give to the client, shown once): {token}");
+            println!(
+                "KYU_API_TOKENS entry (give to kyu):    {}",
+                entry.to_config()
+            );
+            Ok(())
         }
         Command::Bench(args) => {
-            let line = if args.store {
+            let line = if args.http {
+                serde_json::to_string(&crate::bench::http::run(&args).await?)?
+            } else if args.store {
                 serde_json::to_string(&crate::bench::store::run(&args).await?)?
             } else {
                 serde_json::to_string(&crate::bench::engine::run(&args).await?)?

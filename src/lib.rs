@@ -9,11 +9,14 @@
 //! The engine core (job model, actors) is the `kyu-actors` crate, re-exported as
 //! [`engine`].
 
+pub mod api;
 pub mod bench;
 pub mod chaos;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod probe;
+pub mod serve;
 pub mod store;
 pub mod worker;
 

@@ -92,7 +92,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<EngineBenchReport> {
     })
 }
 
-async fn open_scratch(url: Option<&str>) -> anyhow::Result<(Arc<dyn Store>, DbGuard)> {
+pub(crate) async fn open_scratch(url: Option<&str>) -> anyhow::Result<(Arc<dyn Store>, DbGuard)> {
     let Some(url) = url.filter(|u| !u.starts_with("sqlite")) else {
         let (a, _b, guard) = sqlite_file(Arc::new(kyu_actors::SystemClock)).await;
         return Ok((Arc::new(a), guard));
@@ -109,7 +109,7 @@ async fn open_scratch(url: Option<&str>) -> anyhow::Result<(Arc<dyn Store>, DbGu
     Ok((crate::store::open(&db, opts).await?, guard))
 }
 
-fn config(concurrency: usize, prefetch: u32) -> EngineConfig {
+pub(crate) fn config(concurrency: usize, prefetch: u32) -> EngineConfig {
     let c = concurrency.max(1);
     EngineConfig {
         workers: c,
@@ -238,6 +238,6 @@ fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-fn round2(x: f64) -> f64 {
+pub(crate) fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }

@@ -1,4 +1,5 @@
 //! Benchmarks behind `kyu bench`. Budgets live here, never in tests.
 
 pub mod engine;
+pub mod http;
 pub mod store;

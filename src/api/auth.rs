@@ -1,0 +1,217 @@
+//! Bearer tokens and roles. The config holds `name:role:sha256-hex` entries, never a
+//! token; a presented token is hashed and compared with every entry in constant time.
+//! A `user` sees only the jobs it owns; an `admin` sees all (seed 002).
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use super::error::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    User,
+}
+
+/// One configured token: who it is, what it may do, and its SHA-256.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenEntry {
+    pub name: String,
+    pub role: Role,
+    pub hash: [u8; 32],
+}
+
+impl std::fmt::Debug for TokenEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TokenEntry({}, {:?})", self.name, self.role)
+    }
+}
+
+impl TokenEntry {
+    /// The config line for this entry.
+    pub fn to_config(&self) -> String {
+        let role = match self.role {
+            Role::Admin => "admin",
+            Role::User => "user",
+        };
+        format!("{}:{role}:{}", self.name, hex(&self.hash))
+    }
+}
+
+pub fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new random token (244 random bits) for `kyu token`.
+pub fn new_token() -> String {
+    format!(
+        "kyu_{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// Parses `KYU_API_TOKENS`: `name:role:sha256-hex` entries separated by commas.
+pub fn parse_tokens(v: &str) -> Result<Vec<TokenEntry>, String> {
+    let mut out: Vec<TokenEntry> = Vec::new();
+    for (i, entry) in v.split(',').map(str::trim).enumerate() {
+        if entry.is_empty() {
+            continue;
+        }
+        let at = |m: &str| format!("entry {}: {m} (expected name:role:sha256-hex)", i + 1);
+        let mut parts = entry.split(':');
+        let (Some(name), Some(role), Some(hash), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(at("wrong number of parts"));
+        };
+        if name.is_empty() || name.len() > 255 {
+            return Err(at("the name must be 1 to 255 bytes"));
+        }
+        let role = match role {
+            "admin" => Role::Admin,
+            "user" => Role::User,
+            _ => return Err(at("the role must be admin or user")),
+        };
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(at("the hash must be 64 hex digits (sha256 of the token)"));
+        }
+        let mut bytes = [0u8; 32];
+        for (j, b) in bytes.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hash[2 * j..2 * j + 2], 16).map_err(|e| at(&e.to_string()))?;
+        }
+        if out.iter().any(|t| t.name == name) {
+            return Err(at("the name is used twice"));
+        }
+        out.push(TokenEntry {
+            name: name.to_owned(),
+            role,
+            hash: bytes,
+        });
+    }
+    Ok(out)
+}
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// No tokens are configured (loopback only): full access, jobs have no owner.
+    Open,
+    Token {
+        name: String,
+        role: Role,
+    },
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        matches!(
+            self,
+            Caller::Open
+                | Caller::Token {
+                    role: Role::Admin,
+                    ..
+                }
+        )
+    }
+
+    /// The owner new jobs get.
+    pub fn owner(&self) -> Option<&str> {
+        match self {
+            Caller::Open => None,
+            Caller::Token { name, .. } => Some(name),
+        }
+    }
+
+    /// The only owner whose jobs this caller may see; `None`: all jobs.
+    pub fn scope(&self) -> Option<&str> {
+        if self.is_admin() { None } else { self.owner() }
+    }
+
+    /// Whether this caller may see a job owned by `owner`.
+    pub fn may_see(&self, owner: Option<&str>) -> bool {
+        match self.scope() {
+            None => true,
+            Some(me) => owner == Some(me),
+        }
+    }
+
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
+/// Finds the entry whose hash matches `token`, comparing with every entry.
+pub fn authenticate<'a>(tokens: &'a [TokenEntry], token: &str) -> Option<&'a TokenEntry> {
+    let h = hash_token(token);
+    let mut found = None;
+    for t in tokens {
+        if bool::from(t.hash.ct_eq(&h)) {
+            found = Some(t);
+        }
+    }
+    found
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if state.tokens.is_empty() {
+            return Ok(Caller::Open);
+        }
+        let token = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, rest) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+            })
+            .ok_or(ApiError::Unauthorized)?;
+        let t = authenticate(&state.tokens, token).ok_or(ApiError::Unauthorized)?;
+        Ok(Caller::Token {
+            name: t.name.clone(),
+            role: t.role,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_authenticates() {
+        let token = new_token();
+        let line = format!("ops:admin:{}", hex(&hash_token(&token)));
+        let tokens =
+            parse_tokens(&format!("{line}, alice:user:{}", hex(&hash_token("a")))).unwrap();
+        assert_eq!(tokens.len(), 2);
+        assert_eq!(tokens[0].to_config(), line);
+        assert_eq!(
+            authenticate(&tokens, &token).map(|t| t.role),
+            Some(Role::Admin)
+        );
+        assert_eq!(
+            authenticate(&tokens, "a").map(|t| t.name.as_str()),
+            Some("alice")
+        );
+        assert!(authenticate(&tokens, "b").is_none());
+        assert!(parse_tokens("x:root:00").is_err());
+        assert!(parse_tokens("x:user").is_err());
+        assert!(parse_tokens(&format!("{line},{line}")).is_err());
+    }
+}

@@ -1,0 +1,204 @@
+//! The one place where errors become HTTP answers: `{"error": {"code", "message",
+//! "field"?}}` with a stable `code`. Handlers return [`ApiError`]; nothing else writes
+//! an error response.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use kyu_actors::StoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Bad input: `code` names the rule, `field` the offending field if there is one.
+    #[error("{message}")]
+    BadRequest {
+        code: &'static str,
+        message: String,
+        field: Option<String>,
+    },
+    #[error("the request body is larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("the payload is {size} bytes as JSON; at most {limit} are allowed")]
+    PayloadTooLarge {
+        size: usize,
+        limit: usize,
+        field: String,
+    },
+    #[error("expected a body with Content-Type: application/json")]
+    UnsupportedMediaType,
+    #[error("a valid bearer token is required (Authorization: Bearer <token>)")]
+    Unauthorized,
+    #[error("this needs the admin role")]
+    Forbidden,
+    /// The job does not exist or is not the caller's (the same answer on purpose).
+    #[error("job not found")]
+    JobNotFound,
+    #[error("no route {0}")]
+    NoRoute(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The job is in a state that does not allow the action.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("a job with this unique_key exists and belongs to another owner")]
+    UniqueKeyTaken,
+    #[error("the database is unreachable; try again later")]
+    StoreUnavailable(String),
+    #[error("not ready: {0}")]
+    NotReady(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// The error envelope every 4xx and 5xx answer carries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `invalid_json`, `invalid_field`, `unknown_job_type`,
+    /// `invalid_query`, `invalid_cursor`, `too_many_jobs`, `body_too_large`,
+    /// `payload_too_large`, `unsupported_media_type`, `unauthorized`, `forbidden`,
+    /// `not_found`, `method_not_allowed`, `invalid_state`, `unique_key_taken`,
+    /// `store_unavailable`, `not_ready`, `internal`.
+    pub code: String,
+    pub message: String,
+    /// The request field at fault, when there is one (`priority`, `jobs[3].type`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError::BadRequest {
+            code: "invalid_field",
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    /// The same error, its field placed under `prefix` (`jobs[2]` + `priority`).
+    pub fn within(self, prefix: &str) -> ApiError {
+        let join = |f: Option<String>| match f {
+            Some(f) => Some(format!("{prefix}.{f}")),
+            None => Some(prefix.to_owned()),
+        };
+        match self {
+            ApiError::BadRequest {
+                code,
+                message,
+                field,
+            } => ApiError::BadRequest {
+                code,
+                message,
+                field: join(field),
+            },
+            ApiError::PayloadTooLarge { size, limit, field } => ApiError::PayloadTooLarge {
+                size,
+                limit,
+                field: format!("{prefix}.{field}"),
+            },
+            other => other,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BodyTooLarge { .. } | ApiError::PayloadTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::JobNotFound | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) | ApiError::UniqueKeyTaken => StatusCode::CONFLICT,
+            ApiError::StoreUnavailable(_) | ApiError::NotReady(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::BodyTooLarge { .. } => "body_too_large",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden => "forbidden",
+            ApiError::JobNotFound | ApiError::NoRoute(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Conflict(_) => "invalid_state",
+            ApiError::UniqueKeyTaken => "unique_key_taken",
+            ApiError::StoreUnavailable(_) => "store_unavailable",
+            ApiError::NotReady(_) => "not_ready",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    fn field(&self) -> Option<String> {
+        match self {
+            ApiError::BadRequest { field, .. } => field.clone(),
+            ApiError::PayloadTooLarge { field, .. } => Some(field.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+                field: self.field(),
+            },
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::NotFound(_) => ApiError::JobNotFound,
+            StoreError::InvalidTransition { .. } => ApiError::Conflict(e.to_string()),
+            StoreError::Invalid { field, message } => ApiError::invalid(field, message),
+            StoreError::Unavailable(m) => ApiError::StoreUnavailable(m),
+            StoreError::Backend(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            // The detail stays in the log; the client gets the code.
+            ApiError::Internal(detail) => tracing::error!(%detail, "request failed"),
+            ApiError::StoreUnavailable(detail) => {
+                tracing::warn!(%detail, "request failed: store unavailable")
+            }
+            _ => {}
+        }
+        let mut res = (status, Json(self.body())).into_response();
+        if matches!(self, ApiError::StoreUnavailable(_) | ApiError::NotReady(_)) {
+            res.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        if matches!(self, ApiError::Unauthorized) {
+            res.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        res
+    }
+}

@@ -1,0 +1,431 @@
+//! `/api/v1/jobs`: create (one or a batch), read, list, cancel, retry. Ownership is
+//! enforced here: a `user` caller creates jobs it owns and sees no other job — another
+//! owner's job answers 404, exactly like an id that does not exist.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use kyu_actors::{CancelOutcome, Enqueued, Job, ListJobs, NewJob, Priority, validate_new_job};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use axum::extract::rejection::PathRejection;
+
+use super::auth::Caller;
+use super::error::{ApiError, ErrorBody};
+use super::json::ApiJson;
+use super::model::{CreateJob, CreateJobs, CreatedJob, CreatedJobs, JobList, JobView, Status};
+use super::{AppState, path_param};
+
+const MAX_DELAY_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+const MAX_TIMEOUT_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
+
+/// Create a job.
+#[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs",
+    request_body = CreateJob,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Committed", body = CreatedJob),
+        (status = 200, description = "A live job holds this unique_key; it is returned", body = CreatedJob),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 409, description = "The unique_key belongs to another owner's job", body = ErrorBody),
+        (status = 413, description = "Body or payload too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 503, description = "Database unreachable", body = ErrorBody),
+    ))]
+pub async fn create(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateJob>,
+) -> Result<(StatusCode, Json<CreatedJob>), ApiError> {
+    let job = new_job(req, &st, &caller)?;
+    let status = initial_status(&job);
+    let e = st.enqueue_one(job).await?;
+    let created = created(&st, &caller, e, status).await?;
+    let code = if created.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((code, Json(created)))
+}
+
+/// Create several jobs in one transaction: all are committed, or none.
+#[utoipa::path(post, path = "/api/v1/jobs/batch", tag = "jobs",
+    request_body = CreateJobs,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "All committed", body = CreatedJobs),
+        (status = 400, description = "Invalid input (the field names the job: jobs[i].…)", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 409, description = "A unique_key belongs to another owner's job", body = ErrorBody),
+        (status = 413, description = "Body or a payload too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 503, description = "Database unreachable", body = ErrorBody),
+    ))]
+pub async fn create_batch(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateJobs>,
+) -> Result<(StatusCode, Json<CreatedJobs>), ApiError> {
+    if req.jobs.is_empty() || req.jobs.len() > st.limits.max_batch {
+        return Err(ApiError::BadRequest {
+            code: "too_many_jobs",
+            message: format!("send 1 to {} jobs per batch", st.limits.max_batch),
+            field: Some("jobs".into()),
+        });
+    }
+    let mut jobs = Vec::with_capacity(req.jobs.len());
+    let mut statuses = Vec::with_capacity(req.jobs.len());
+    for (i, r) in req.jobs.into_iter().enumerate() {
+        let job = new_job(r, &st, &caller).map_err(|e| e.within(&format!("jobs[{i}]")))?;
+        statuses.push(initial_status(&job));
+        jobs.push(job);
+    }
+    let done = st.enqueue(jobs).await?;
+    let mut out = Vec::with_capacity(done.len());
+    for (e, status) in done.into_iter().zip(statuses) {
+        out.push(created(&st, &caller, e, status).await?);
+    }
+    Ok((StatusCode::CREATED, Json(CreatedJobs { jobs: out })))
+}
+
+/// Get a job.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs",
+    params(("id" = Uuid, Path, description = "The job id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 400, description = "Not a job id", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "No such job, or not yours", body = ErrorBody),
+        (status = 503, description = "Database unreachable", body = ErrorBody),
+    ))]
+pub async fn get(
+    State(st): State<AppState>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<JobView>, ApiError> {
+    let job = visible_job(&st, &caller, &path_param(id, "id")?).await?;
+    Ok(Json(JobView::new(job, caller.is_admin())))
+}
+
+/// Raw list parameters; each is checked by hand so the error names it.
+#[derive(Debug, Default, Deserialize)]
+struct ListParams {
+    #[serde(rename = "type")]
+    job_type: Option<String>,
+    status: Option<String>,
+    queue: Option<String>,
+    owner: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// List jobs, newest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs",
+    params(
+        ("type" = Option<String>, Query, description = "Only this job type"),
+        ("status" = Option<Status>, Query, description = "Only this status"),
+        ("queue" = Option<String>, Query, description = "Only this queue"),
+        ("owner" = Option<String>, Query, description = "Only this owner (admins; a user always sees its own)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobList),
+        (status = 400, description = "A bad filter or cursor", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 503, description = "Database unreachable", body = ErrorBody),
+    ))]
+pub async fn list(
+    State(st): State<AppState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Json<JobList>, ApiError> {
+    let p: ListParams =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or("")).map_err(|e| {
+            ApiError::BadRequest {
+                code: "invalid_query",
+                message: e.to_string(),
+                field: None,
+            }
+        })?;
+    let name = |field: &'static str, v: Option<String>| -> Result<Option<String>, ApiError> {
+        match v {
+            Some(v) if v.is_empty() || v.len() > 255 => {
+                Err(ApiError::invalid(field, "must be 1 to 255 bytes long"))
+            }
+            v => Ok(v),
+        }
+    };
+    let status = p
+        .status
+        .map(|s| {
+            s.parse::<kyu_actors::JobStatus>().map_err(|_| {
+                ApiError::invalid(
+                    "status",
+                    "must be queued, scheduled, running, completed, failed or canceled",
+                )
+            })
+        })
+        .transpose()?;
+    let limit = match p.limit {
+        None => 50,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=kyu_actors::MAX_PAGE).contains(l))
+            .ok_or_else(|| {
+                ApiError::invalid("limit", format!("must be 1 to {}", kyu_actors::MAX_PAGE))
+            })?,
+    };
+    let cursor = p
+        .cursor
+        .map(|c| {
+            super::cursor::decode(&c).ok_or_else(|| ApiError::BadRequest {
+                code: "invalid_cursor",
+                message: "the cursor is not one this API handed out".into(),
+                field: Some("cursor".into()),
+            })
+        })
+        .transpose()?;
+    let owner = match caller.scope() {
+        Some(me) => Some(me.to_owned()),
+        None => name("owner", p.owner)?,
+    };
+    let page = st
+        .store
+        .list(&ListJobs {
+            job_type: name("type", p.job_type)?,
+            status,
+            queue: name("queue", p.queue)?,
+            owner,
+            cursor,
+            limit,
+        })
+        .await?;
+    let full = caller.is_admin();
+    Ok(Json(JobList {
+        jobs: page
+            .jobs
+            .into_iter()
+            .map(|j| JobView::new(j, full))
+            .collect(),
+        next_cursor: page.next_cursor.map(super::cursor::encode),
+    }))
+}
+
+/// Cancel a queued, scheduled or running job (a running one is asked to stop).
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = Uuid, Path, description = "The job id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Canceled, or asked to stop if running", body = JobView),
+        (status = 400, description = "Not a job id", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "No such job, or not yours", body = ErrorBody),
+        (status = 409, description = "The job already finished", body = ErrorBody),
+        (status = 503, description = "Database unreachable", body = ErrorBody),
+    ))]
+pub async fn cancel(
+    State(st): State<AppState>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<JobView>, ApiError> {
+    let job = visible_job(&st, &caller, &path_param(id, "id")?).await?;
+    let out = match &st.engine {
+        Some(engine) => engine.cancel(job.id).await?,
+        None => st.store.request_cancel(job.id).await?,
+    };
+    let job = match out {
+        CancelOutcome::Canceled(j) | CancelOutcome::Requested(j) => j,
+    };
+    Ok(Json(JobView::new(job, caller.is_admin())))
+}
+
+/// Queue a failed or canceled job again.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/retry", tag = "jobs",
+    params(("id" = Uuid, Path, description = "The job id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Queued again", body = JobView),
+        (status = 400, description = "Not a job id", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "No such job, or not yours", body = ErrorBody),
+        (status = 409, description = "The job is not failed or canceled", body = ErrorBody),
+        (status = 503, description = "Database unreachable", body = ErrorBody),
+    ))]
+pub async fn retry(
+    State(st): State<AppState>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<JobView>, ApiError> {
+    let job = visible_job(&st, &caller, &path_param(id, "id")?).await?;
+    let job = st.store.retry(job.id).await?;
+    if let Some(engine) = &st.engine {
+        engine.wake();
+    }
+    Ok(Json(JobView::new(job, caller.is_admin())))
+}
+
+/// The job `id` names, if it exists and the caller may see it.
+async fn visible_job(st: &AppState, caller: &Caller, id: &str) -> Result<Job, ApiError> {
+    let id = Uuid::parse_str(id).map_err(|_| ApiError::invalid("id", "not a job id (a UUID)"))?;
+    match st.store.get(id).await? {
+        Some(job) if caller.may_see(job.owner.as_deref()) => Ok(job),
+        _ => Err(ApiError::JobNotFound),
+    }
+}
+
+/// What a new job's status is once committed (the store decides due-ness by its clock;
+/// a future `run_at` makes it scheduled).
+fn initial_status(job: &NewJob) -> Status {
+    match job.run_at {
+        kyu_actors::RunAt::Now => Status::Queued,
+        kyu_actors::RunAt::After(d) if d.is_zero() => Status::Queued,
+        kyu_actors::RunAt::After(_) => Status::Scheduled,
+        kyu_actors::RunAt::At(t) if t <= chrono::Utc::now() => Status::Queued,
+        kyu_actors::RunAt::At(_) => Status::Scheduled,
+    }
+}
+
+/// The answer for one enqueued job. A duplicate is shown as the live job it names, if
+/// the caller may see it.
+async fn created(
+    st: &AppState,
+    caller: &Caller,
+    e: Enqueued,
+    status: Status,
+) -> Result<CreatedJob, ApiError> {
+    if !e.duplicate {
+        return Ok(CreatedJob {
+            job_id: e.id,
+            status,
+            duplicate: false,
+        });
+    }
+    match st.store.get(e.id).await? {
+        Some(job) if caller.may_see(job.owner.as_deref()) => Ok(CreatedJob {
+            job_id: job.id,
+            status: job.status.into(),
+            duplicate: true,
+        }),
+        Some(_) => Err(ApiError::UniqueKeyTaken),
+        // Finished and pruned in between: the key is free, but this call did not insert.
+        None => Err(ApiError::Conflict(
+            "the job holding this unique_key just went away; send again".into(),
+        )),
+    }
+}
+
+/// Checks a request and builds the job it asks for.
+fn new_job(req: CreateJob, st: &AppState, caller: &Caller) -> Result<NewJob, ApiError> {
+    if !st.job_types.contains(&req.job_type) {
+        return Err(ApiError::BadRequest {
+            code: "unknown_job_type",
+            message: format!(
+                "unknown job type `{}`; known types: {}",
+                req.job_type,
+                st.job_types.join(", ")
+            ),
+            field: Some("type".into()),
+        });
+    }
+    let payload = req.payload.unwrap_or_else(|| serde_json::json!({}));
+    let size = json_size(&payload);
+    if size > st.limits.max_payload_bytes {
+        return Err(ApiError::PayloadTooLarge {
+            size,
+            limit: st.limits.max_payload_bytes,
+            field: "payload".into(),
+        });
+    }
+    let defaults = st.handlers.defaults(&req.job_type).unwrap_or_default();
+    let mut job = NewJob::new(req.job_type, payload);
+    if let Some(p) = defaults
+        .priority
+        .and_then(|p| Priority::new(i64::from(p)).ok())
+    {
+        job = job.priority(p);
+    }
+    if let Some(p) = req.priority {
+        job = job
+            .priority(Priority::new(p).map_err(|e| ApiError::invalid("priority", e.to_string()))?);
+    }
+    if let Some(q) = req.queue {
+        job = job.queue(q);
+    }
+    if let Some(p) = req.provider {
+        job = job.provider(p);
+    }
+    match (req.delay_seconds, req.run_at) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "run_at",
+                "give delay_seconds or run_at, not both",
+            ));
+        }
+        (Some(d), None) => {
+            if !d.is_finite() || !(0.0..=MAX_DELAY_SECONDS).contains(&d) {
+                return Err(ApiError::invalid(
+                    "delay_seconds",
+                    format!("must be 0 to {MAX_DELAY_SECONDS} seconds"),
+                ));
+            }
+            job = job.delay(Duration::from_secs_f64(d));
+        }
+        (None, Some(t)) => job = job.run_at(t),
+        (None, None) => {
+            if let Some(d) = defaults.delay {
+                job = job.delay(d);
+            }
+        }
+    }
+    let retries = match req.max_retries {
+        Some(r) if (0..=999).contains(&r) => r as u32,
+        Some(_) => return Err(ApiError::invalid("max_retries", "must be 0 to 999")),
+        None => defaults
+            .max_retries
+            .unwrap_or(st.limits.default_max_retries),
+    };
+    job = job.max_attempts(retries + 1);
+    if let Some(t) = req.timeout_seconds {
+        if !t.is_finite() || t <= 0.0 || t > MAX_TIMEOUT_SECONDS {
+            return Err(ApiError::invalid(
+                "timeout_seconds",
+                format!("must be more than 0 and at most {MAX_TIMEOUT_SECONDS}"),
+            ));
+        }
+        job = job.timeout(Duration::from_secs_f64(t));
+    }
+    if let Some(k) = req.unique_key {
+        job = job.unique_key(k);
+    }
+    if let Some(o) = caller.owner() {
+        job = job.owner(o);
+    }
+    validate_new_job(&job)?;
+    Ok(job)
+}
+
+/// Bytes of `v` as compact JSON, without building the string.
+fn json_size(v: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}

@@ -1,0 +1,151 @@
+//! The HTTP API (axum) under `/api/v1`, plus `/healthz`, `/readyz` and the OpenAPI
+//! document. Handlers are thin: they check input, ask the store or the engine, and
+//! answer JSON; every failure goes through [`error::ApiError`].
+
+pub mod auth;
+mod cursor;
+pub mod error;
+mod group_commit;
+mod health;
+mod jobs;
+mod json;
+pub mod model;
+mod openapi;
+mod queues;
+pub mod server;
+
+use std::any::Any;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use kyu_actors::{Engine, Enqueued, HandlerRegistry, NewJob, Store, StoreError};
+use tower_http::catch_panic::CatchPanicLayer;
+
+use self::auth::TokenEntry;
+use self::error::ApiError;
+use self::json::BodyLimit;
+
+/// Request and payload bounds, and defaults for jobs that do not say.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_payload_bytes: usize,
+    pub max_batch: usize,
+    /// Retries for a job that gives no `max_retries` (`JOB_QUEUE_MAX_RETRIES`).
+    pub default_max_retries: u32,
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    /// `None` in an API-only process (`kyu api`, `JOB_WORKER_ENABLED=false`).
+    pub engine: Option<Arc<Engine>>,
+    pub tokens: Arc<[TokenEntry]>,
+    pub limits: Limits,
+    /// Job types a request may name.
+    pub job_types: Arc<[String]>,
+    /// What each type's jobs get when a request does not say.
+    pub handlers: HandlerRegistry,
+    /// Single creates, committed together when they arrive together.
+    creates: group_commit::GroupCommit,
+    openapi: Arc<serde_json::Value>,
+}
+
+impl AppState {
+    /// The state of one API; starts its group committer, so call it on a runtime.
+    pub fn new(
+        store: Arc<dyn Store>,
+        engine: Option<Arc<Engine>>,
+        tokens: Vec<TokenEntry>,
+        limits: Limits,
+        handlers: HandlerRegistry,
+    ) -> AppState {
+        let job_types = handlers.types();
+        let openapi = openapi::document(&job_types, limits.max_batch);
+        let creates = group_commit::GroupCommit::start(store.clone(), engine.clone());
+        AppState {
+            store,
+            engine,
+            tokens: tokens.into(),
+            limits,
+            job_types: job_types.into(),
+            handlers,
+            creates,
+            openapi: Arc::new(openapi),
+        }
+    }
+
+    /// Commits one job (grouped with concurrent creates); the local engine is woken.
+    async fn enqueue_one(&self, job: NewJob) -> Result<Enqueued, StoreError> {
+        self.creates.enqueue(job).await
+    }
+
+    /// Commits jobs in one transaction; the local engine (if any) is woken at once.
+    async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
+        match &self.engine {
+            Some(e) => e.enqueue_many(jobs).await,
+            None => self.store.enqueue_many(jobs).await,
+        }
+    }
+}
+
+/// The API's routes with their limits and error handling.
+pub fn router(state: AppState) -> Router {
+    let limit = state.limits.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/api/v1/openapi.json", get(openapi_json))
+        .route("/api/v1/jobs", post(jobs::create).get(jobs::list))
+        .route("/api/v1/jobs/batch", post(jobs::create_batch))
+        .route("/api/v1/jobs/{id}", get(jobs::get))
+        .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/api/v1/jobs/{id}/retry", post(jobs::retry))
+        .route("/api/v1/queues", get(queues::list))
+        .route("/api/v1/queues/{name}/pause", post(queues::pause))
+        .route("/api/v1/queues/{name}/resume", post(queues::resume))
+        .route("/api/v1/workers", get(queues::workers))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(Extension(BodyLimit(limit)))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .with_state(state)
+}
+
+async fn openapi_json(
+    axum::extract::State(st): axum::extract::State<AppState>,
+) -> Json<serde_json::Value> {
+    Json((*st.openapi).clone())
+}
+
+async fn no_route(req: Request) -> ApiError {
+    ApiError::NoRoute(req.uri().path().to_owned())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// A handler bug: logged, answered as a JSON 500, the process goes on.
+fn panic_response(err: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = err
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| err.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "panic".into());
+    ApiError::Internal(format!("handler panicked: {detail}")).into_response()
+}
+
+/// Path segments as strings; a segment axum cannot decode is a 400 like any other.
+pub(crate) fn path_param(
+    p: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+    field: &str,
+) -> Result<String, ApiError> {
+    p.map(|axum::extract::Path(s)| s)
+        .map_err(|e| ApiError::invalid(field, e.body_text()))
+}

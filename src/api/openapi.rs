@@ -1,0 +1,49 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations, then completed
+//! with what only the running process knows: the registered job types and the batch
+//! limit, so generated clients (and schemathesis) see the real rules.
+
+use serde_json::{Value, json};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{error, health, jobs, model, queues};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "kyu", description = "A durable, actor-based job engine"),
+    paths(
+        jobs::create, jobs::create_batch, jobs::get, jobs::list, jobs::cancel, jobs::retry,
+        queues::list, queues::pause, queues::resume, queues::workers,
+        health::healthz, health::readyz,
+    ),
+    components(schemas(error::ErrorBody, error::ErrorDetail, model::Status)),
+    modifiers(&Bearer),
+)]
+struct ApiDoc;
+
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The document for a process with these job types and batch limit.
+pub fn document(job_types: &[String], max_batch: usize) -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
+    if let Some(create) = doc.pointer_mut("/components/schemas/CreateJob") {
+        if let Some(t) = create.pointer_mut("/properties/type") {
+            t["enum"] = json!(job_types);
+        }
+        create["not"] = json!({ "required": ["delay_seconds", "run_at"] });
+    }
+    if let Some(jobs) = doc.pointer_mut("/components/schemas/CreateJobs/properties/jobs") {
+        jobs["maxItems"] = json!(max_batch);
+    }
+    doc
+}

@@ -1,0 +1,94 @@
+//! `kyu serve` (API and engine in one process) and `kyu api` (API only). Refuses to
+//! listen beyond loopback without tokens; on SIGTERM stops accepting, lets open requests
+//! finish, then stops the engine gracefully.
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use kyu_actors::{Engine, EngineError};
+use tokio::net::TcpListener;
+
+use crate::api::server::{self, ServerOptions};
+use crate::api::{self, AppState, Limits};
+use crate::config::Settings;
+use crate::worker::{handlers, open_store, shutdown_signal, start_engine};
+
+/// Runs the API, and the engine too when `with_engine` and `JOB_WORKER_ENABLED` say so.
+pub async fn run(s: Settings, with_engine: bool) -> anyhow::Result<()> {
+    if s.tokens.is_empty() && !s.bind.ip().is_loopback() {
+        anyhow::bail!(
+            "refusing to listen on {}: no API tokens are configured (KYU_API_TOKENS), so \
+             anyone who can reach this address could read and create jobs. Listen on \
+             127.0.0.1, or create tokens with `kyu token NAME --role admin` and set \
+             KYU_API_TOKENS",
+            s.bind
+        );
+    }
+    let store = open_store(&s).await?;
+    let engine = if with_engine && s.worker_enabled {
+        Some(Arc::new(start_engine(&s, store.clone()).await?))
+    } else {
+        None
+    };
+    let state = AppState::new(
+        store,
+        engine.clone(),
+        s.tokens.clone(),
+        Limits {
+            max_body_bytes: s.max_body_bytes,
+            max_payload_bytes: s.max_payload_bytes,
+            max_batch: s.max_batch,
+            default_max_retries: s.max_retries,
+        },
+        handlers(&s)?,
+    );
+    let listener = TcpListener::bind(s.bind)
+        .await
+        .with_context(|| format!("cannot listen on {} (KYU_BIND)", s.bind))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        engine = engine.is_some(),
+        auth = !s.tokens.is_empty(),
+        "kyu listening on http://{addr}"
+    );
+    let died: Arc<Mutex<Option<EngineError>>> = Arc::default();
+    let stop = {
+        let died = died.clone();
+        let engine = engine.clone();
+        async move {
+            tokio::select! {
+                _ = shutdown_signal() => tracing::info!("stopping: draining requests"),
+                e = engine_stopped(engine) => {
+                    if let Ok(mut d) = died.lock() {
+                        *d = Some(e);
+                    }
+                }
+            }
+        }
+    };
+    let opts = ServerOptions {
+        header_read_timeout: s.header_read_timeout,
+        max_connections: s.max_connections,
+        drain: s.shutdown_grace,
+    };
+    server::serve(listener, api::router(state), opts, stop).await;
+    if let Some(e) = died.lock().ok().and_then(|mut d| d.take()) {
+        return Err(e.into());
+    }
+    if let Some(engine) = engine {
+        tracing::info!(
+            grace_ms = s.shutdown_grace.as_millis() as u64,
+            "stopping: finishing running jobs"
+        );
+        engine.shutdown(s.shutdown_grace).await?;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn engine_stopped(engine: Option<Arc<Engine>>) -> EngineError {
+    match engine {
+        Some(e) => e.stopped().await,
+        None => std::future::pending().await,
+    }
+}
