@@ -107,6 +107,13 @@ async fn out_of_range_values_are_refused() {
             "timeout_seconds",
         ),
         (json!({"type": "echo", "queue": ""}), "queue"),
+        (json!({"type": "echo", "queue": "q".repeat(101)}), "queue"),
+        // PostgreSQL text cannot hold NUL: refused on every backend alike.
+        (json!({"type": "echo", "provider": "a\u{0}b"}), "provider"),
+        (json!({"type": "echo", "unique_key": "\u{0}"}), "unique_key"),
+        (json!({"type": "echo", "payload": [1, 2]}), "payload"),
+        (json!({"type": "echo", "payload": "text"}), "payload"),
+        (json!({"type": "echo", "priority": 5.5}), "priority"),
         (
             json!({"type": "echo", "delay_seconds": 5, "run_at": "2030-01-01T00:00:00Z"}),
             "run_at",
@@ -120,6 +127,17 @@ async fn out_of_range_values_are_refused() {
         .post("/api/v1/jobs", None, json!({"type": "summon_demon"}))
         .await;
     check(&a, StatusCode::BAD_REQUEST, "unknown_job_type", "type");
+    // JSON Schema counts 6.0 as an integer, and so does kyu; 100 characters fit however
+    // many bytes they take.
+    let id = s
+        .create(
+            None,
+            json!({"type": "echo", "priority": 6.0, "max_retries": 2.0, "queue": "é".repeat(100)}),
+        )
+        .await;
+    let job = s.get(&format!("/api/v1/jobs/{id}"), None).await;
+    assert_eq!(job.body["priority"], json!(6), "{}", job.body);
+    assert_eq!(job.body["max_attempts"], json!(3), "{}", job.body);
     for known in ["delay_print", "echo", "noop"] {
         assert!(a.message().contains(known), "{}", a.message());
     }
@@ -185,6 +203,7 @@ async fn queries_cursors_ids_routes_and_methods() {
         ("limit=100000", "limit"),
         ("status=exploded", "status"),
         ("queue=", "queue"),
+        ("queue=a%00b", "queue"),
     ] {
         let a = s.get(&format!("/api/v1/jobs?{q}"), None).await;
         check(&a, StatusCode::BAD_REQUEST, "invalid_field", field);

@@ -257,10 +257,18 @@ pub trait Store: Send + Sync + 'static {
 /// Checks a new job's fields before any store touches it.
 pub fn validate_new_job(job: &NewJob) -> Result<(), StoreError> {
     fn name(field: &'static str, v: &str, max: usize) -> Result<(), StoreError> {
-        if v.is_empty() || v.len() > max {
+        // Characters, as JSON Schema's maxLength and MySQL's VARCHAR count them.
+        if v.is_empty() || v.chars().count() > max {
             return Err(StoreError::Invalid {
                 field,
-                message: format!("must be 1 to {max} bytes long"),
+                message: format!("must be 1 to {max} characters long"),
+            });
+        }
+        // PostgreSQL text cannot hold NUL; refused everywhere so backends agree.
+        if v.contains('\0') {
+            return Err(StoreError::Invalid {
+                field,
+                message: "must not contain NUL (\\u0000)".into(),
             });
         }
         Ok(())

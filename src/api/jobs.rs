@@ -128,12 +128,13 @@ struct ListParams {
 /// List jobs, newest first, a page at a time.
 #[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs",
     params(
-        ("type" = Option<String>, Query, description = "Only this job type"),
+        ("type" = Option<String>, Query, min_length = 1, max_length = 255, pattern = "^[^\\x00]+$", description = "Only this job type"),
         ("status" = Option<Status>, Query, description = "Only this status"),
-        ("queue" = Option<String>, Query, description = "Only this queue"),
-        ("owner" = Option<String>, Query, description = "Only this owner (admins; a user always sees its own)"),
+        ("queue" = Option<String>, Query, min_length = 1, max_length = 255, pattern = "^[^\\x00]+$", description = "Only this queue"),
+        ("owner" = Option<String>, Query, min_length = 1, max_length = 255, pattern = "^[^\\x00]+$", description = "Only this owner (admins; a user always sees its own)"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size (default 50)"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("cursor" = Option<String>, Query, pattern = "^c1_[0-9a-f]{44}$",
+            description = "`next_cursor` of the previous page (integrity-checked: any other value is a 400)"),
     ),
     security(("bearer" = [])),
     responses(
@@ -157,9 +158,10 @@ pub async fn list(
         })?;
     let name = |field: &'static str, v: Option<String>| -> Result<Option<String>, ApiError> {
         match v {
-            Some(v) if v.is_empty() || v.len() > 255 => {
-                Err(ApiError::invalid(field, "must be 1 to 255 bytes long"))
+            Some(v) if v.is_empty() || v.chars().count() > 255 => {
+                Err(ApiError::invalid(field, "must be 1 to 255 characters long"))
             }
+            Some(v) if v.contains('\0') => Err(ApiError::invalid(field, "must not contain NUL")),
             v => Ok(v),
         }
     };
@@ -336,7 +338,16 @@ fn new_job(req: CreateJob, st: &AppState, caller: &Caller) -> Result<NewJob, Api
             field: Some("type".into()),
         });
     }
-    let payload = req.payload.unwrap_or_else(|| serde_json::json!({}));
+    let payload = match req.payload {
+        None | Some(serde_json::Value::Null) => serde_json::json!({}),
+        Some(p @ serde_json::Value::Object(_)) => p,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "payload",
+                "payload must be a JSON object",
+            ));
+        }
+    };
     let size = json_size(&payload);
     if size > st.limits.max_payload_bytes {
         return Err(ApiError::PayloadTooLarge {

@@ -52,19 +52,21 @@ impl From<Status> for JobStatus {
 pub struct CreateJob {
     /// A registered job type (`GET /api/v1/openapi.json` lists them).
     #[serde(rename = "type")]
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(min_length = 1, max_length = 100, pattern = "^[^\\x00]+$")]
     pub job_type: String,
-    /// Any JSON the handler understands (default `{}`), at most `KYU_MAX_PAYLOAD_BYTES`.
+    /// A JSON object the handler understands (absent or `null`: `{}`), at most
+    /// `KYU_MAX_PAYLOAD_BYTES`.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<serde_json::Value>,
     /// 1 (low) to 10 (critical); default by type (summarize 7, others 5).
+    #[serde(default, deserialize_with = "integer")]
     #[schema(minimum = 1, maximum = 10)]
     pub priority: Option<i64>,
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(min_length = 1, max_length = 100, pattern = "^[^\\x00]+$")]
     pub queue: Option<String>,
     /// The rate-limit bucket the job draws from (e.g. `groq`).
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(min_length = 1, max_length = 100, pattern = "^[^\\x00]+$")]
     pub provider: Option<String>,
     /// Run no sooner than this many seconds from now (default by type: `delay_print` 180).
     #[schema(minimum = 0, maximum = 31536000)]
@@ -73,14 +75,32 @@ pub struct CreateJob {
     pub run_at: Option<DateTime<Utc>>,
     /// Retries after the first attempt (default by type: `delay_print` 10; others
     /// `JOB_QUEUE_MAX_RETRIES`).
+    #[serde(default, deserialize_with = "integer")]
     #[schema(minimum = 0, maximum = 999)]
     pub max_retries: Option<i64>,
     /// Longest one attempt may run (default 300).
     #[schema(exclusive_minimum = 0, maximum = 604800)]
     pub timeout_seconds: Option<f64>,
     /// While a job with this key is not final, creating another returns it instead.
-    #[schema(min_length = 1, max_length = 255)]
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\x00]+$")]
     pub unique_key: Option<String>,
+}
+
+/// An optional integer that may be written `6` or `6.0` (JSON Schema counts both as
+/// integers, and so do some JSON encoders).
+fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(i) = n.as_i64() {
+        return Ok(Some(i));
+    }
+    match n.as_f64() {
+        // Exactly representable, so the cast is lossless.
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
+        _ => Err(D::Error::custom(format!("expected an integer, found {n}"))),
+    }
 }
 
 /// Several jobs, created together or not at all.
@@ -142,7 +162,8 @@ pub struct JobView {
     pub progress: u8,
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,
-    #[schema(value_type = Option<Object>)]
+    /// What the handler returned: any JSON.
+    #[schema(value_type = Option<serde_json::Value>)]
     pub result: Option<serde_json::Value>,
     /// The last attempt's error, if any.
     pub error: Option<ErrorView>,

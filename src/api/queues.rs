@@ -54,7 +54,7 @@ pub async fn list(
 
 /// Stop claiming jobs from a queue (admins). Running jobs finish.
 #[utoipa::path(post, path = "/api/v1/queues/{name}/pause", tag = "queues",
-    params(("name" = String, Path, description = "The queue")),
+    params(("name" = String, Path, min_length = 1, max_length = 100, pattern = "^[^\\x00]+$", description = "The queue")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Paused", body = QueueView),
@@ -73,7 +73,7 @@ pub async fn pause(
 
 /// Claim jobs from a paused queue again (admins).
 #[utoipa::path(post, path = "/api/v1/queues/{name}/resume", tag = "queues",
-    params(("name" = String, Path, description = "The queue")),
+    params(("name" = String, Path, min_length = 1, max_length = 100, pattern = "^[^\\x00]+$", description = "The queue")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Resumed", body = QueueView),
@@ -97,8 +97,14 @@ async fn set_paused(
     paused: bool,
 ) -> Result<Json<QueueView>, ApiError> {
     caller.require_admin()?;
-    if name.is_empty() || name.len() > 100 {
-        return Err(ApiError::invalid("name", "must be 1 to 100 bytes long"));
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::invalid(
+            "name",
+            "must be 1 to 100 characters long",
+        ));
+    }
+    if name.contains('\0') {
+        return Err(ApiError::invalid("name", "must not contain NUL"));
     }
     st.store.set_queue_paused(&name, paused).await?;
     if let (Some(engine), false) = (&st.engine, paused) {
