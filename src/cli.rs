@@ -102,6 +102,10 @@ pub struct BenchArgs {
     /// clients, and batch enqueue over HTTP, against an in-process `kyu serve`.
     #[arg(long, conflicts_with = "store")]
     pub http: bool,
+    /// The observability cost: the queue sampler's query (and its plan) and the
+    /// `/metrics` render time, beside `--finished` completed and `--jobs` live jobs.
+    #[arg(long, conflicts_with_all = ["store", "http"])]
+    pub metrics: bool,
     /// Concurrent HTTP clients for `--http`.
     #[arg(long, default_value_t = 100)]
     pub clients: usize,
@@ -131,14 +135,10 @@ pub struct BenchArgs {
     pub runs: usize,
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// Logs to stderr: levels from `KYU_LOG` (or `RUST_LOG`, default `info`), JSON lines
+/// with `KYU_LOG_FORMAT=json` (see [`crate::telemetry::logging`]).
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    crate::telemetry::logging::init();
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -172,7 +172,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => {
-            let line = if args.http {
+            let line = if args.metrics {
+                serde_json::to_string(&crate::bench::metrics::run(&args).await?)?
+            } else if args.http {
                 serde_json::to_string(&crate::bench::http::run(&args).await?)?
             } else if args.store {
                 serde_json::to_string(&crate::bench::store::run(&args).await?)?

@@ -43,6 +43,7 @@ pub const KEYS: &[&str] = &[
     "AI_MAX_CONCURRENT_REQUESTS",
     "AI_FALLBACK_ENABLED",
     "REDIS_URL",
+    "KYU_METRICS_SAMPLE_INTERVAL",
 ];
 
 /// A setting that could not be used.
@@ -100,6 +101,8 @@ pub struct Settings {
     pub ai_fallback_enabled: bool,
     /// Redis for wake-ups and shared limits across nodes (`REDIS_URL`; none: one node).
     pub redis_url: Option<String>,
+    /// How often queue gauges are read from the store (`KYU_METRICS_SAMPLE_INTERVAL`).
+    pub metrics_sample_interval: Duration,
     /// Registers the `ledger` job type (crash tests) writing to this file.
     pub ledger_path: Option<PathBuf>,
     pub failpoints: Option<Failpoints>,
@@ -134,6 +137,7 @@ impl Default for Settings {
             ai_max_concurrent_requests: 10,
             ai_fallback_enabled: true,
             redis_url: None,
+            metrics_sample_interval: Duration::from_secs(5),
             ledger_path: None,
             failpoints: None,
         }
@@ -330,6 +334,9 @@ impl Settings {
             .flag("AI_FALLBACK_ENABLED")?
             .unwrap_or(s.ai_fallback_enabled);
         s.redis_url = env.raw("REDIS_URL").map(str::to_owned);
+        s.metrics_sample_interval = env
+            .duration("KYU_METRICS_SAMPLE_INTERVAL")?
+            .unwrap_or(s.metrics_sample_interval);
         s.ledger_path = env.raw("KYU_LEDGER_PATH").map(PathBuf::from);
         if let Some(v) = env.raw(crate::store::failpoint::FAILPOINTS_ENV) {
             s.failpoints =
@@ -398,6 +405,13 @@ impl Settings {
         }
         if self.rescue_interval.is_zero() {
             return bad("KYU_RESCUE_INTERVAL", "0".into(), "expected more than 0");
+        }
+        if self.metrics_sample_interval < Duration::from_millis(100) {
+            return bad(
+                "KYU_METRICS_SAMPLE_INTERVAL",
+                format!("{:?}", self.metrics_sample_interval),
+                "expected at least 100ms",
+            );
         }
         for (key, v) in [
             ("KYU_MAX_BODY_BYTES", self.max_body_bytes),

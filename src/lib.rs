@@ -18,6 +18,7 @@ pub mod config;
 pub mod probe;
 pub mod serve;
 pub mod store;
+pub mod telemetry;
 pub mod worker;
 
 pub use kyu_actors as engine;

@@ -1,6 +1,7 @@
 //! `kyu serve` (API and engine in one process) and `kyu api` (API only). Refuses to
 //! listen beyond loopback without tokens; on SIGTERM stops accepting, lets open requests
-//! finish, then stops the engine gracefully.
+//! finish, then stops the engine gracefully. Installs the metrics recorder served at
+//! `/metrics` and starts the samplers behind its gauges (queues, Redis).
 
 use std::sync::{Arc, Mutex};
 
@@ -24,7 +25,22 @@ pub async fn run(s: Settings, with_engine: bool) -> anyhow::Result<()> {
             s.bind
         );
     }
+    let metrics_on = crate::telemetry::exporter::install().is_some();
     let store = open_store(&s).await?;
+    let mut samplers = Vec::new();
+    if metrics_on {
+        crate::telemetry::exporter::build_info(store.backend());
+        samplers.push(crate::telemetry::sampler::spawn(
+            store.clone(),
+            s.metrics_sample_interval,
+        ));
+        if let Some(url) = &s.redis_url {
+            samplers.push(
+                crate::telemetry::redis::spawn(url)
+                    .context("bad REDIS_URL (expected redis://HOST:PORT[/DB])")?,
+            );
+        }
+    }
     let engine = if with_engine && s.worker_enabled {
         Some(Arc::new(start_engine(&s, store.clone()).await?))
     } else {
@@ -72,6 +88,9 @@ pub async fn run(s: Settings, with_engine: bool) -> anyhow::Result<()> {
         drain: s.shutdown_grace,
     };
     server::serve(listener, api::router(state), opts, stop).await;
+    for t in samplers {
+        t.abort();
+    }
     if let Some(e) = died.lock().ok().and_then(|mut d| d.take()) {
         return Err(e.into());
     }

@@ -42,13 +42,13 @@ pub fn engine_config(s: &Settings) -> EngineConfig {
     }
 }
 
-/// Opens (and migrates) the store `s` names.
+/// Opens (and migrates) the store `s` names, counted for metrics.
 pub async fn open_store(s: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     let mut store = store::open(&s.database_url, StoreOptions::default()).await?;
     if let Some(fp) = s.failpoints {
         store = fp.wrap(store);
     }
-    Ok(store)
+    Ok(store::metered::MeteredStore::wrap(store))
 }
 
 /// The job types this process runs: the built-ins and those `s` switches on.

@@ -31,6 +31,7 @@ pub mod restart_budget;
 pub mod run;
 pub mod status;
 pub mod store;
+pub mod telemetry;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
@@ -46,6 +47,6 @@ pub use job::{Job, NewJob, RunAt};
 pub use priority::Priority;
 pub use status::JobStatus;
 pub use store::{
-    Ack, CancelOutcome, ClaimParams, Enqueued, JobLease, JobPage, ListJobs, MAX_PAGE, Outcome,
-    QueueCount, QueueState, Store, StoreError, validate_new_job,
+    Ack, CancelOutcome, ClaimParams, Enqueued, JobLease, JobPage, ListJobs, LiveCount, MAX_PAGE,
+    Outcome, QueueCount, QueueState, Store, StoreError, validate_new_job,
 };

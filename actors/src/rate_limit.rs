@@ -3,7 +3,8 @@
 //!
 //! [`RateLimitBackend`] is the seam a shared (Redis) backend will implement; the
 //! [`LocalRateLimiter`] keeps buckets in this process. Time is passed in, so the
-//! buckets are tested with simulated minutes.
+//! buckets are tested with simulated minutes. The local limiter publishes each
+//! bucket's tokens as a gauge whenever it is used.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,6 +12,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+
+use crate::telemetry::RATE_LIMIT_TOKENS;
 
 /// A bucket's shape.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -63,6 +66,11 @@ impl TokenBucket {
         }
     }
 
+    /// Tokens left as of the last take or refill.
+    pub fn tokens(&self) -> f64 {
+        self.tokens
+    }
+
     /// No tokens until `until` (the provider's Retry-After).
     pub fn cool_down(&mut self, until: DateTime<Utc>) {
         self.cooldown_until = Some(self.cooldown_until.map_or(until, |u| u.max(until)));
@@ -103,8 +111,12 @@ impl LocalRateLimiter {
     ) -> T {
         let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let limit = self.limits.get(provider).copied().unwrap_or(self.default);
-        f(b.entry(provider.to_owned())
-            .or_insert_with(|| TokenBucket::new(limit, now)))
+        let bucket = b
+            .entry(provider.to_owned())
+            .or_insert_with(|| TokenBucket::new(limit, now));
+        let out = f(bucket);
+        metrics::gauge!(RATE_LIMIT_TOKENS, "provider" => provider.to_owned()).set(bucket.tokens());
+        out
     }
 }
 

@@ -129,6 +129,17 @@ pub struct QueueCount {
     pub count: u64,
 }
 
+/// Live jobs (queued, scheduled, running) of one queue and status, and the earliest
+/// `run_at` among them: for a queued group that is the oldest due job's; for a
+/// scheduled group, if it is past, a due job not yet moved to `queued`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveCount {
+    pub queue: String,
+    pub status: JobStatus,
+    pub count: u64,
+    pub oldest_run_at: Option<DateTime<Utc>>,
+}
+
 /// A queue the store knows about, with its pause flag.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueState {
@@ -244,6 +255,11 @@ pub trait Store: Send + Sync + 'static {
     async fn next_run_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 
     async fn counts(&self) -> Result<Vec<QueueCount>, StoreError>;
+
+    /// Live jobs per queue and status ([`LiveCount`]); groups with no jobs are left
+    /// out. Reads only live jobs, through an index, so it stays cheap however many
+    /// finished jobs the table holds: the metrics sampler calls it every few seconds.
+    async fn live_counts(&self) -> Result<Vec<LiveCount>, StoreError>;
 
     async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), StoreError>;
 

@@ -1,5 +1,5 @@
-//! The HTTP API (axum) under `/api/v1`, plus `/healthz`, `/readyz` and the OpenAPI
-//! document. Handlers are thin: they check input, ask the store or the engine, and
+//! The HTTP API (axum) under `/api/v1`, plus `/healthz`, `/readyz`, `/metrics` and the
+//! OpenAPI document. Handlers are thin: they check input, ask the store or the engine, and
 //! answer JSON; every failure goes through [`error::ApiError`].
 
 pub mod auth;
@@ -9,7 +9,9 @@ mod group_commit;
 mod health;
 mod jobs;
 mod json;
+mod metrics;
 pub mod model;
+mod observe;
 mod openapi;
 mod queues;
 pub mod server;
@@ -99,6 +101,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/api/v1/jobs", post(jobs::create).get(jobs::list))
         .route("/api/v1/jobs/batch", post(jobs::create_batch))
@@ -114,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .layer(Extension(BodyLimit(limit)))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn(observe::track))
         .with_state(state)
 }
 

@@ -2,4 +2,5 @@
 
 pub mod engine;
 pub mod http;
+pub mod metrics;
 pub mod store;

@@ -62,7 +62,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<StoreBenchReport> {
 
 /// Marks every queued job completed, by raw SQL (same text on all three backends).
 #[derive(Clone)]
-enum Finisher {
+pub(crate) enum Finisher {
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
     MySql(sqlx::MySqlPool),
@@ -103,7 +103,9 @@ impl Finisher {
     }
 }
 
-async fn open_scratch(url: Option<&str>) -> anyhow::Result<(Arc<dyn Store>, Finisher, DbGuard)> {
+pub(crate) async fn open_scratch(
+    url: Option<&str>,
+) -> anyhow::Result<(Arc<dyn Store>, Finisher, DbGuard)> {
     let Some(url) = url.filter(|u| !u.starts_with("sqlite")) else {
         let (a, _b, guard) = sqlite_file(Arc::new(SystemClock)).await;
         let f = Finisher::Sqlite(a.pool().clone());
@@ -128,7 +130,11 @@ async fn open_scratch(url: Option<&str>) -> anyhow::Result<(Arc<dyn Store>, Fini
     }
 }
 
-async fn fill_finished(store: &dyn Store, f: &Finisher, rows: u32) -> anyhow::Result<()> {
+pub(crate) async fn fill_finished(
+    store: &dyn Store,
+    f: &Finisher,
+    rows: u32,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut left = rows;
     while left > 0 {

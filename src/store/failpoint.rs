@@ -143,6 +143,9 @@ impl Store for FailpointStore {
     async fn counts(&self) -> Result<Vec<QueueCount>, StoreError> {
         self.inner.counts().await
     }
+    async fn live_counts(&self) -> Result<Vec<kyu_actors::LiveCount>, StoreError> {
+        self.inner.live_counts().await
+    }
     async fn set_queue_paused(&self, q: &str, paused: bool) -> Result<(), StoreError> {
         self.inner.set_queue_paused(q, paused).await
     }

@@ -6,6 +6,7 @@ mod db_clock;
 mod error;
 pub mod failpoint;
 mod listing;
+pub mod metered;
 pub mod mysql;
 pub mod postgres;
 mod row;

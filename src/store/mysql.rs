@@ -28,8 +28,8 @@ use super::db_clock::DbClock;
 use super::error::SqlxResultExt;
 use super::listing::{page_from_rows, push_list_filters};
 use super::row::{
-    JobRow, aged_cutoff, counts_from_rows, into_jobs_in_claim_order, job_columns, parse_id,
-    parse_status,
+    JobRow, LiveRow, aged_cutoff, counts_from_rows, into_jobs_in_claim_order, job_columns,
+    live_counts_from_rows, parse_id, parse_status,
 };
 use super::write::{AckWrite, InsertRow, duration_ms, insert_rows, lease_expired_error};
 
@@ -285,6 +285,10 @@ fn push_id_list(qb: &mut QueryBuilder<MySql>, ids: &[String]) {
     }
     sep.push_unseparated(")");
 }
+
+/// Live jobs per queue and status (`Store::live_counts`; `kyu bench --metrics` explains it).
+pub const LIVE_COUNTS_SQL: &str = "SELECT queue, status, COUNT(*), MIN(run_at) FROM jobs FORCE INDEX (jobs_live) \
+     WHERE status IN ('queued', 'scheduled', 'running') GROUP BY status, queue";
 
 #[async_trait]
 impl Store for MySqlStore {
@@ -578,6 +582,15 @@ impl Store for MySqlStore {
         .await
         .store_err()?;
         counts_from_rows(rows)
+    }
+
+    /// Through a range of jobs_live (status, queue, run_at) over the live statuses: covering.
+    async fn live_counts(&self) -> Result<Vec<kyu_actors::LiveCount>, StoreError> {
+        let rows: Vec<LiveRow> = sqlx::query_as(LIVE_COUNTS_SQL)
+            .fetch_all(&self.pool)
+            .await
+            .store_err()?;
+        live_counts_from_rows(rows)
     }
 
     async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), StoreError> {

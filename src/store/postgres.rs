@@ -30,8 +30,8 @@ use super::db_clock::DbClock;
 use super::error::SqlxResultExt;
 use super::listing::{page_from_rows, push_list_filters};
 use super::row::{
-    JobRow, aged_cutoff, counts_from_rows, into_jobs_in_claim_order, job_columns, parse_id,
-    parse_status,
+    JobRow, LiveRow, aged_cutoff, counts_from_rows, into_jobs_in_claim_order, job_columns,
+    live_counts_from_rows, parse_id, parse_status,
 };
 use super::write::{AckWrite, InsertRow, duration_ms, insert_rows, lease_expired_error};
 
@@ -156,6 +156,10 @@ impl PgStore {
         parse_status(status.ok_or(StoreError::NotFound(id))?)
     }
 }
+
+/// Live jobs per queue and status (`Store::live_counts`; `kyu bench --metrics` explains it).
+pub const LIVE_COUNTS_SQL: &str = "SELECT queue, status, COUNT(*), MIN(run_at) FROM jobs \
+     WHERE status IN ('queued', 'scheduled', 'running') GROUP BY queue, status";
 
 #[async_trait]
 impl Store for PgStore {
@@ -521,6 +525,15 @@ impl Store for PgStore {
         counts_from_rows(rows)
     }
 
+    /// Through jobs_live, a partial index of live jobs only (an index-only scan).
+    async fn live_counts(&self) -> Result<Vec<kyu_actors::LiveCount>, StoreError> {
+        let rows: Vec<LiveRow> = sqlx::query_as(LIVE_COUNTS_SQL)
+            .fetch_all(&self.pool)
+            .await
+            .store_err()?;
+        live_counts_from_rows(rows)
+    }
+
     async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), StoreError> {
         let now = self.now().await?;
         sqlx::query(
@@ -538,8 +551,14 @@ impl Store for PgStore {
 
     async fn queues(&self) -> Result<Vec<QueueState>, StoreError> {
         let rows: Vec<(String, bool)> = sqlx::query_as(
-            "SELECT name, paused FROM queues \
-             UNION SELECT DISTINCT queue, FALSE FROM jobs WHERE queue NOT IN (SELECT name FROM queues) \
+            // The distinct queue names by a loose index scan (one index probe per queue
+            // through jobs_queue_status), not a scan of every job.
+            "WITH RECURSIVE names(name) AS (SELECT MIN(queue) FROM jobs \
+               UNION ALL SELECT (SELECT MIN(queue) FROM jobs WHERE queue > names.name) \
+               FROM names WHERE names.name IS NOT NULL) \
+             SELECT name, paused FROM queues \
+             UNION SELECT name, FALSE FROM names \
+               WHERE name IS NOT NULL AND name NOT IN (SELECT name FROM queues) \
              ORDER BY 1",
         )
         .fetch_all(&self.pool)

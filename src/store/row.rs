@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use kyu_actors::clock::from_millis;
-use kyu_actors::store::QueueCount;
+use kyu_actors::store::{LiveCount, QueueCount};
 use kyu_actors::{Job, JobStatus, Priority, StoreError};
 use uuid::Uuid;
 
@@ -141,6 +141,22 @@ pub(crate) fn counts_from_rows(
                 queue,
                 status: parse_status(status)?,
                 count: n.max(0) as u64,
+            })
+        })
+        .collect()
+}
+
+/// The rows of a live-count query: queue, status, count, earliest `run_at`.
+pub(crate) type LiveRow = (String, String, i64, Option<i64>);
+
+pub(crate) fn live_counts_from_rows(rows: Vec<LiveRow>) -> Result<Vec<LiveCount>, StoreError> {
+    rows.into_iter()
+        .map(|(queue, status, n, oldest)| {
+            Ok(LiveCount {
+                queue,
+                status: parse_status(status)?,
+                count: n.max(0) as u64,
+                oldest_run_at: oldest.map(from_millis),
             })
         })
         .collect()

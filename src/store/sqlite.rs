@@ -33,8 +33,8 @@ use uuid::Uuid;
 use super::error::SqlxResultExt;
 use super::listing::{page_from_rows, push_list_filters};
 use super::row::{
-    JobRow, aged_cutoff, claim_order, counts_from_rows, into_jobs_in_claim_order, job_columns,
-    parse_id, parse_status,
+    JobRow, LiveRow, aged_cutoff, claim_order, counts_from_rows, into_jobs_in_claim_order,
+    job_columns, live_counts_from_rows, parse_id, parse_status,
 };
 use super::write::{AckWrite, InsertRow, duration_ms, insert_rows, lease_expired_error};
 
@@ -157,6 +157,10 @@ impl SqliteStore {
         .transpose()
     }
 }
+
+/// Live jobs per queue and status (`Store::live_counts`; `kyu bench --metrics` explains it).
+pub const LIVE_COUNTS_SQL: &str = "SELECT queue, status, COUNT(*), MIN(run_at) FROM jobs INDEXED BY jobs_live \
+     WHERE status IN ('queued', 'scheduled', 'running') GROUP BY queue, status";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -621,6 +625,15 @@ impl Store for SqliteStore {
         counts_from_rows(rows)
     }
 
+    /// Through jobs_live, a partial index of live jobs only (forced: it must never become a scan).
+    async fn live_counts(&self) -> Result<Vec<kyu_actors::LiveCount>, StoreError> {
+        let rows: Vec<LiveRow> = sqlx::query_as(LIVE_COUNTS_SQL)
+            .fetch_all(&self.pool)
+            .await
+            .store_err()?;
+        live_counts_from_rows(rows)
+    }
+
     async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), StoreError> {
         let _turn = self.write_turn().await;
         sqlx::query(
@@ -638,8 +651,14 @@ impl Store for SqliteStore {
 
     async fn queues(&self) -> Result<Vec<QueueState>, StoreError> {
         let rows: Vec<(String, bool)> = sqlx::query_as(
-            "SELECT name, paused FROM queues \
-             UNION SELECT DISTINCT queue, 0 FROM jobs WHERE queue NOT IN (SELECT name FROM queues) \
+            // The distinct queue names by a loose index scan (one index probe per queue
+            // through jobs_queue_status), not a scan of every job.
+            "WITH RECURSIVE names(name) AS (SELECT MIN(queue) FROM jobs \
+               UNION ALL SELECT (SELECT MIN(queue) FROM jobs WHERE queue > names.name) \
+               FROM names WHERE names.name IS NOT NULL) \
+             SELECT name, paused FROM queues \
+             UNION SELECT name, 0 FROM names \
+               WHERE name IS NOT NULL AND name NOT IN (SELECT name FROM queues) \
              ORDER BY 1",
         )
         .fetch_all(&self.pool)

@@ -2,7 +2,9 @@
 //! outcomes pile up and go together in the next (group commit), so throughput comes
 //! from batching without a timer delaying the first ack. A failed write is retried
 //! with back-off; nothing is dropped. A fenced ack (lease lost) is logged and counted.
+//! Finished jobs and failed attempts are counted for metrics once their ack is written.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,11 +13,20 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use super::{Counters, Deps};
 use crate::events::EngineEvent;
 use crate::store::{Ack, Outcome, StoreError};
+use crate::telemetry;
 
 pub struct Acker;
 
+/// The metric labels of an acked job (the ack itself carries only the lease).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobLabels {
+    pub queue: String,
+    pub job_type: String,
+}
+
 pub enum AckerMsg {
-    Ack(Ack),
+    /// An outcome to write; with labels, it is counted in the job metrics once written.
+    Ack(Ack, Option<JobLabels>),
     Written(Result<Vec<bool>, StoreError>, Vec<Ack>),
     RetryWrite,
     /// Replies once every outcome received so far is written.
@@ -28,6 +39,8 @@ pub struct AckerState {
     writing: bool,
     failures: u32,
     waiters: Vec<RpcReplyPort<()>>,
+    /// Labels of buffered or in-flight acks, by (job, attempt).
+    labels: HashMap<(uuid::Uuid, u32), JobLabels>,
 }
 
 impl AckerState {
@@ -68,6 +81,7 @@ impl Actor for Acker {
             writing: false,
             failures: 0,
             waiters: Vec::new(),
+            labels: HashMap::new(),
         })
     }
 
@@ -78,7 +92,10 @@ impl Actor for Acker {
         st: &mut AckerState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            AckerMsg::Ack(a) => {
+            AckerMsg::Ack(a, labels) => {
+                if let Some(l) = labels {
+                    st.labels.insert((a.lease.id, a.lease.attempt), l);
+                }
                 st.buffer.push(a);
                 st.write(&me);
             }
@@ -88,6 +105,10 @@ impl Actor for Acker {
                 let c = &st.deps.counters;
                 let mut fenced = 0;
                 for (a, ok) in batch.iter().zip(&applied) {
+                    let labels = st.labels.remove(&(a.lease.id, a.lease.attempt));
+                    if let (true, Some(l)) = (ok, &labels) {
+                        telemetry::record_outcome(&l.queue, &l.job_type, &a.outcome);
+                    }
                     if !ok {
                         fenced += 1;
                         tracing::warn!(job = %a.lease.id, attempt = a.lease.attempt,

@@ -1,6 +1,7 @@
 //! Autoscaler: every few seconds reads CPU and memory through the probe, asks the
 //! dispatcher how busy the pool is, and resizes it within [min, max] by the pure
-//! policy in `autoscale.rs`, at most once per cooldown.
+//! policy in `autoscale.rs`, at most once per cooldown. Its readings and target are
+//! published as gauges.
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use super::Deps;
 use super::dispatcher::DispatcherMsg;
 use crate::autoscale::{Cooldown, PoolView, Reading, decide};
 use crate::events::EngineEvent;
+use crate::telemetry;
 
 pub struct Autoscaler;
 
@@ -59,6 +61,8 @@ impl Actor for Autoscaler {
                     return Ok(());
                 };
                 let reading = probe.read();
+                metrics::gauge!(telemetry::AUTOSCALER_CPU).set(reading.cpu_percent / 100.0);
+                metrics::gauge!(telemetry::AUTOSCALER_MEMORY).set(reading.memory_percent / 100.0);
                 let Ok(stats) = call_t!(st.dispatcher, DispatcherMsg::Stats, 1000) else {
                     return Ok(());
                 };
@@ -70,6 +74,7 @@ impl Actor for Autoscaler {
                 };
                 let target = decide(reading, view, c.min_workers, c.max_workers);
                 st.last = Some((reading, target));
+                metrics::gauge!(telemetry::WORKERS_TARGET).set(target as f64);
                 if target != stats.pool_size && st.cooldown.try_pass(tokio::time::Instant::now()) {
                     tracing::info!(
                         from = stats.pool_size,

@@ -8,8 +8,11 @@
 //! handler that panics fails its attempt (kind `panic`) and its slot is replaced.
 //! Leases of claimed jobs are renewed every third of the lease; a lost lease or a
 //! cancel request fires the job's token.
+//!
+//! Metrics: wait time (due → start) and run time per attempt, busy/idle slots, and
+//! jobs held back for a provider token (once per job).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,13 +20,14 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::acker::AckerMsg;
+use super::acker::{AckerMsg, JobLabels};
 use super::{Counters, Deps};
 use crate::events::EngineEvent;
 use crate::handler::{JobContext, Progress};
 use crate::job::Job;
 use crate::run::{RunResult, outcome_for, run_attempt};
 use crate::store::{Ack, ClaimParams, LeaseState, Outcome, StoreError};
+use crate::telemetry;
 
 /// Claims that may be in flight at once.
 const MAX_CLAIMS_IN_FLIGHT: usize = 2;
@@ -73,6 +77,7 @@ struct Running {
     job: Job,
     token: CancellationToken,
     stop: Option<StopReason>,
+    started: tokio::time::Instant,
 }
 
 pub struct DispatcherState {
@@ -90,12 +95,40 @@ pub struct DispatcherState {
     draining: bool,
     drain_waiters: Vec<RpcReplyPort<()>>,
     token_wake_at: Option<tokio::time::Instant>,
+    /// Pending jobs already counted as held back for a provider token.
+    held: HashSet<Uuid>,
 }
 
 impl DispatcherState {
     fn ack(&self, job: &Job, outcome: Outcome) {
         if let Some(lease) = job.lease() {
-            let _ = self.acker.cast(AckerMsg::Ack(Ack { lease, outcome }));
+            let labels = JobLabels {
+                queue: job.queue.clone(),
+                job_type: job.job_type.clone(),
+            };
+            let _ = self
+                .acker
+                .cast(AckerMsg::Ack(Ack { lease, outcome }, Some(labels)));
+        }
+    }
+
+    /// Publishes the pool's busy and idle slots.
+    fn publish_workers(&self) {
+        let busy = self.running.len();
+        metrics::gauge!(telemetry::WORKERS, "state" => "busy").set(busy as f64);
+        metrics::gauge!(telemetry::WORKERS, "state" => "idle")
+            .set(self.pool_size.saturating_sub(busy) as f64);
+    }
+
+    /// Counts a job held back for its provider's token, once per job.
+    fn count_held(&mut self, id: Uuid, provider: &str) {
+        if self.held.len() > self.pending.len() {
+            let pending: HashSet<Uuid> = self.pending.iter().map(|j| j.id).collect();
+            self.held.retain(|id| pending.contains(id));
+        }
+        if self.held.insert(id) {
+            metrics::counter!(telemetry::RATE_LIMIT_WAITS, "provider" => provider.to_owned())
+                .increment(1);
         }
     }
 
@@ -142,7 +175,10 @@ impl DispatcherState {
             if let Some(p) = provider {
                 let now = self.deps.clock.now();
                 if let Err(wait) = self.deps.limiter.try_acquire(&p, now).await {
+                    let id = self.pending[i].id;
+                    self.count_held(id, &p);
                     if wait > SNOOZE_AFTER {
+                        self.held.remove(&id);
                         if let Some(job) = self.pending.remove(i) {
                             self.deps.events.emit(EngineEvent::RateLimited(job.id));
                             self.ack(&job, Outcome::Snoozed { delay: wait });
@@ -173,7 +209,14 @@ impl DispatcherState {
     fn start(&mut self, me: &ActorRef<DispatcherMsg>, job: Job) {
         let Some(lease) = job.lease() else { return };
         let token = CancellationToken::new();
+        self.held.remove(&job.id);
         Counters::add(&self.deps.counters.started, 1);
+        let waited = (self.deps.clock.now() - job.run_at)
+            .to_std()
+            .unwrap_or_default();
+        metrics::histogram!(telemetry::JOB_WAIT_SECONDS,
+            "queue" => job.queue.clone(), "type" => job.job_type.clone())
+        .record(waited.as_secs_f64());
         self.deps
             .events
             .emit(EngineEvent::Started(job.id, job.attempts));
@@ -190,7 +233,7 @@ impl DispatcherState {
         let (id, timeout, job_type) = (job.id, job.timeout, job.job_type.clone());
         let t = token.clone();
         let me = me.clone();
-        let span = tracing::info_span!("job", %id, r#type = %job_type, attempt = job.attempts);
+        let span = tracing::info_span!("job", %id, r#type = %job_type, queue = %job.queue, attempt = job.attempts);
         self.deps.jobs.spawn(tracing::Instrument::instrument(
             async move {
                 let r = match handler {
@@ -207,14 +250,20 @@ impl DispatcherState {
                 job,
                 token,
                 stop: None,
+                started: tokio::time::Instant::now(),
             },
         );
+        self.publish_workers();
     }
 
     fn finished(&mut self, id: Uuid, result: RunResult) {
         let Some(run) = self.running.remove(&id) else {
             return;
         };
+        self.publish_workers();
+        metrics::histogram!(telemetry::JOB_RUN_SECONDS,
+            "queue" => run.job.queue.clone(), "type" => run.job.job_type.clone())
+        .record(run.started.elapsed().as_secs_f64());
         let kind = match &result {
             RunResult::Ok(_) => None,
             RunResult::Panicked(_) => {
@@ -340,6 +389,9 @@ impl Actor for Dispatcher {
         me.send_interval(deps.config.poll_interval, || DispatcherMsg::Wake);
         me.send_interval(deps.config.lease / 3, || DispatcherMsg::Renew);
         let _ = me.cast(DispatcherMsg::Wake);
+        metrics::gauge!(telemetry::WORKERS_TARGET).set(deps.config.workers as f64);
+        metrics::gauge!(telemetry::WORKERS, "state" => "busy").set(0.0);
+        metrics::gauge!(telemetry::WORKERS, "state" => "idle").set(deps.config.workers as f64);
         Ok(DispatcherState {
             pool_size: deps.config.workers,
             deps,
@@ -353,6 +405,7 @@ impl Actor for Dispatcher {
             draining: false,
             drain_waiters: Vec::new(),
             token_wake_at: None,
+            held: HashSet::new(),
         })
     }
 
@@ -428,6 +481,8 @@ impl Actor for Dispatcher {
             DispatcherMsg::SetPoolSize(n) => {
                 let c = &st.deps.config;
                 st.pool_size = n.clamp(c.min_workers, c.max_workers);
+                metrics::gauge!(telemetry::WORKERS_TARGET).set(st.pool_size as f64);
+                st.publish_workers();
                 st.pump(&me).await;
             }
             DispatcherMsg::SetAcker(a) => st.acker = a,
@@ -456,13 +511,17 @@ impl Actor for Dispatcher {
                 }
                 for r in st.running.values() {
                     if let Some(lease) = r.job.lease() {
-                        let _ = st.acker.cast(AckerMsg::Ack(Ack {
-                            lease,
-                            outcome: Outcome::Released { uncount: false },
-                        }));
+                        let _ = st.acker.cast(AckerMsg::Ack(
+                            Ack {
+                                lease,
+                                outcome: Outcome::Released { uncount: false },
+                            },
+                            None,
+                        ));
                     }
                 }
                 st.running.clear();
+                st.publish_workers();
                 st.answer_drain();
                 let _ = reply.send(n);
             }

@@ -20,6 +20,7 @@ use super::{Counters, Deps};
 use crate::autoscale::Reading;
 use crate::events::EngineEvent;
 use crate::restart_budget::RestartBudget;
+use crate::telemetry;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Child {
@@ -214,6 +215,7 @@ impl Actor for Supervisor {
                     }
                 }
                 Counters::add(&st.deps.counters.actor_restarts, 1);
+                metrics::counter!(telemetry::ACTOR_RESTARTS, "actor" => child.name()).increment(1);
                 st.deps.events.emit(EngineEvent::Restarted(child.name()));
                 tracing::warn!(actor = child.name(), "restarted a failed actor");
             }

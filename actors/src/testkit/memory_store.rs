@@ -14,8 +14,8 @@ use crate::error::{AttemptError, ErrorKind};
 use crate::job::{Job, NewJob};
 use crate::status::JobStatus;
 use crate::store::{
-    Ack, CancelOutcome, ClaimParams, Enqueued, JobLease, JobPage, LeaseState, ListJobs, MAX_PAGE,
-    Outcome, QueueCount, QueueState, Store, StoreError, validate_new_job,
+    Ack, CancelOutcome, ClaimParams, Enqueued, JobLease, JobPage, LeaseState, ListJobs, LiveCount,
+    MAX_PAGE, Outcome, QueueCount, QueueState, Store, StoreError, validate_new_job,
 };
 
 #[derive(Default)]
@@ -405,6 +405,25 @@ impl Store for MemoryStore {
                 queue,
                 status,
                 count,
+            })
+            .collect())
+    }
+
+    async fn live_counts(&self) -> Result<Vec<LiveCount>, StoreError> {
+        let mut c: BTreeMap<(String, JobStatus), (u64, DateTime<Utc>)> = BTreeMap::new();
+        for j in self.lock().jobs.values().filter(|j| live(j)) {
+            let e = c
+                .entry((j.queue.clone(), j.status))
+                .or_insert((0, j.run_at));
+            e.0 += 1;
+            e.1 = e.1.min(j.run_at);
+        }
+        Ok(c.into_iter()
+            .map(|((queue, status), (count, oldest))| LiveCount {
+                queue,
+                status,
+                count,
+                oldest_run_at: Some(oldest),
             })
             .collect())
     }

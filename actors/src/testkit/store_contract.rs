@@ -47,7 +47,7 @@ macro_rules! store_contract_tests {
             cancel_rules, retry_rules, lease_extension_and_rescue,
             rescue_never_overwrites_a_completed_job, late_ack_after_rescue_is_fenced,
             progress_is_fenced, list_filters_and_pagination, pause_and_resume,
-            counts_by_queue_and_status, prune_finished, next_run_at,
+            counts_by_queue_and_status, live_counts_by_queue_and_status, prune_finished, next_run_at,
             concurrent_claimers_claim_each_job_once, unique_key_race);
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -1050,6 +1050,53 @@ pub async fn counts_by_queue_and_status(ts: &TestStore) {
     .into_iter()
     .collect();
     assert_eq!(got, expect);
+}
+
+/// Live jobs only, per queue and status, each group with its earliest `run_at`; a
+/// queue whose jobs all finished is absent.
+pub async fn live_counts_by_queue_and_status(ts: &TestStore) {
+    assert!(ts.store.live_counts().await.unwrap().is_empty());
+    let t0 = ts.clock.now();
+    enqueue(ts, noop(1).queue("a")).await;
+    ts.clock.advance(Duration::from_secs(1));
+    enqueue(ts, noop(2).queue("a")).await;
+    enqueue(ts, noop(3).queue("a")).await;
+    ts.clock.advance(Duration::from_secs(1));
+    enqueue(ts, noop(4).queue("b")).await;
+    enqueue(ts, noop(5).queue("b").delay(Duration::from_secs(60))).await;
+    let gone = enqueue(ts, noop(6).queue("c")).await;
+    ts.store.request_cancel(gone).await.unwrap();
+    let running = claim_one(ts).await;
+    let s = chrono::Duration::seconds;
+    let read = || async {
+        let mut got = HashMap::new();
+        for c in ts.store.live_counts().await.unwrap() {
+            got.insert((c.queue, c.status), (c.count, c.oldest_run_at));
+        }
+        got
+    };
+    let mut expect: HashMap<(String, JobStatus), (u64, Option<_>)> = [
+        (("a".to_string(), JobStatus::Running), (1, Some(t0))),
+        (("a".to_string(), JobStatus::Queued), (2, Some(t0 + s(1)))),
+        (("b".to_string(), JobStatus::Queued), (1, Some(t0 + s(2)))),
+        (
+            ("b".to_string(), JobStatus::Scheduled),
+            (1, Some(t0 + s(62))),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(read().await, expect);
+    let done = Outcome::Completed {
+        result: json!(null),
+    };
+    assert!(ack1(ts, running.lease().unwrap(), done).await);
+    expect.remove(&("a".to_string(), JobStatus::Running));
+    assert_eq!(
+        read().await,
+        expect,
+        "a finished job leaves the live counts"
+    );
 }
 
 pub async fn prune_finished(ts: &TestStore) {

@@ -1,0 +1,173 @@
+//! Queue gauges (`kyu_queue_jobs`, `kyu_queue_oldest_job_age_seconds`) sampled from the
+//! store every `metrics_sample_interval`, so a scrape never queries the database. One
+//! [`Store::live_counts`] call per sample reads only live jobs through an index.
+//!
+//! Every queue ever seen gets all three live statuses on every sample: a count that
+//! drops to nothing reads 0 instead of keeping its last value.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use kyu_actors::telemetry::{QUEUE_JOBS, QUEUE_OLDEST_AGE, QUEUE_SAMPLE_SECONDS};
+use kyu_actors::{JobStatus, LiveCount, Store};
+
+const LIVE: [JobStatus; 3] = [JobStatus::Queued, JobStatus::Scheduled, JobStatus::Running];
+
+/// Samples `store` every `every` until the runtime stops.
+pub fn spawn(store: Arc<dyn Store>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut gauges = QueueGauges::default();
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let started = Instant::now();
+            // A hung database must not pile samples up: one at a time, bounded.
+            match tokio::time::timeout(every.max(Duration::from_secs(1)), store.live_counts()).await
+            {
+                Ok(Ok(counts)) => gauges.publish(&counts, Utc::now()),
+                Ok(Err(e)) => tracing::warn!(error = %e, "queue metrics: sample failed"),
+                Err(_) => tracing::warn!("queue metrics: sample timed out"),
+            }
+            metrics::gauge!(QUEUE_SAMPLE_SECONDS).set(started.elapsed().as_secs_f64());
+        }
+    })
+}
+
+/// The queues published so far.
+#[derive(Debug, Default)]
+pub struct QueueGauges {
+    seen: BTreeSet<String>,
+}
+
+impl QueueGauges {
+    /// Sets the gauges of every known queue from one sample taken at `now`.
+    pub fn publish(&mut self, counts: &[LiveCount], now: DateTime<Utc>) {
+        let mut by_queue: BTreeMap<&str, Vec<&LiveCount>> = BTreeMap::new();
+        for c in counts {
+            by_queue.entry(c.queue.as_str()).or_default().push(c);
+            if !self.seen.contains(&c.queue) {
+                self.seen.insert(c.queue.clone());
+            }
+        }
+        for queue in &self.seen {
+            let groups = by_queue.get(queue.as_str()).map_or(&[][..], Vec::as_slice);
+            for status in LIVE {
+                let n = groups
+                    .iter()
+                    .find(|c| c.status == status)
+                    .map_or(0, |c| c.count);
+                metrics::gauge!(QUEUE_JOBS, "queue" => queue.clone(), "status" => status.as_str())
+                    .set(n as f64);
+            }
+            let age = oldest_due(groups, now)
+                .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
+            metrics::gauge!(QUEUE_OLDEST_AGE, "queue" => queue.clone()).set(age);
+        }
+    }
+}
+
+/// The earliest due time among a queue's jobs that have not started: queued ones, and
+/// scheduled ones already due but not yet moved to `queued`.
+fn oldest_due(groups: &[&LiveCount], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    groups
+        .iter()
+        .filter_map(|c| match c.status {
+            JobStatus::Queued => c.oldest_run_at,
+            JobStatus::Scheduled => c.oldest_run_at.filter(|t| *t <= now),
+            _ => None,
+        })
+        .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    fn live(
+        queue: &str,
+        status: JobStatus,
+        count: u64,
+        ago_s: i64,
+        now: DateTime<Utc>,
+    ) -> LiveCount {
+        LiveCount {
+            queue: queue.into(),
+            status,
+            count,
+            oldest_run_at: Some(now - chrono::Duration::seconds(ago_s)),
+        }
+    }
+
+    /// (name, labels) → value of every gauge.
+    fn gauges(rec: &DebuggingRecorder) -> BTreeMap<(String, Vec<String>), f64> {
+        rec.snapshotter()
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter_map(|(k, _, _, v)| match v {
+                DebugValue::Gauge(g) => {
+                    let key = k.key();
+                    let labels = key
+                        .labels()
+                        .map(|l| format!("{}={}", l.key(), l.value()))
+                        .collect();
+                    Some(((key.name().to_owned(), labels), g.into_inner()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn counts_ages_and_drop_to_zero() {
+        let rec = DebuggingRecorder::new();
+        let now = Utc::now();
+        let mut g = QueueGauges::default();
+        metrics::with_local_recorder(&rec, || {
+            g.publish(
+                &[
+                    live("a", JobStatus::Queued, 3, 40, now),
+                    live("a", JobStatus::Scheduled, 2, 90, now),
+                    live("a", JobStatus::Running, 1, 500, now),
+                    live("b", JobStatus::Scheduled, 1, -60, now),
+                ],
+                now,
+            );
+        });
+        let got = gauges(&rec);
+        let jobs = |q: &str, s: &str| {
+            got[&(
+                QUEUE_JOBS.to_owned(),
+                vec![format!("queue={q}"), format!("status={s}")],
+            )]
+        };
+        let age = |q: &str| got[&(QUEUE_OLDEST_AGE.to_owned(), vec![format!("queue={q}")])];
+        assert_eq!(jobs("a", "queued"), 3.0);
+        assert_eq!(jobs("a", "scheduled"), 2.0);
+        assert_eq!(jobs("a", "running"), 1.0);
+        assert_eq!(jobs("b", "queued"), 0.0);
+        assert_eq!(jobs("b", "scheduled"), 1.0);
+        // A due scheduled job (90 s) is older than the oldest queued one; running jobs
+        // do not count; a future job is not due.
+        assert_eq!(age("a"), 90.0);
+        assert_eq!(age("b"), 0.0);
+
+        metrics::with_local_recorder(&rec, || g.publish(&[], now));
+        let got = gauges(&rec);
+        for s in ["queued", "scheduled", "running"] {
+            let k = (
+                QUEUE_JOBS.to_owned(),
+                vec!["queue=a".to_owned(), format!("status={s}")],
+            );
+            assert_eq!(got[&k], 0.0, "{s} drops to 0");
+        }
+        assert_eq!(
+            got[&(QUEUE_OLDEST_AGE.to_owned(), vec!["queue=a".to_owned()])],
+            0.0
+        );
+    }
+}
