@@ -9,6 +9,7 @@
 
 use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram};
 
+use crate::ErrorKind;
 use crate::store::Outcome;
 
 pub const BUILD_INFO: &str = "kyu_build_info";
@@ -157,10 +158,28 @@ pub fn record_outcome(queue: &str, job_type: &str, outcome: &Outcome) {
         record_finished(queue, job_type, outcome);
     }
     if let Some((kind, disposition)) = error {
-        counter!(JOB_ERRORS,
-            "queue" => queue.to_owned(), "type" => job_type.to_owned(),
-            "kind" => kind.as_str(), "disposition" => disposition)
-        .increment(1);
+        record_error(queue, job_type, kind, disposition);
+    }
+}
+
+/// Counts one failed attempt of kind `kind`; `disposition` is what became of the job
+/// (`retry`, `failed`, `canceled`).
+pub fn record_error(queue: &str, job_type: &str, kind: ErrorKind, disposition: &'static str) {
+    counter!(JOB_ERRORS,
+        "queue" => queue.to_owned(), "type" => job_type.to_owned(),
+        "kind" => kind.as_str(), "disposition" => disposition)
+    .increment(1);
+}
+
+/// Counts a job a lease rescue just wrote: its attempt failed (its node died or
+/// stalled), and it either waits for another attempt or, out of attempts, failed.
+pub fn record_rescued(job: &crate::Job) {
+    let kind = job.errors.last().map_or(ErrorKind::Retryable, |e| e.kind);
+    if job.status == crate::JobStatus::Failed {
+        record_finished(&job.queue, &job.job_type, "failed");
+        record_error(&job.queue, &job.job_type, kind, "failed");
+    } else {
+        record_error(&job.queue, &job.job_type, kind, "retry");
     }
 }
 

@@ -227,3 +227,46 @@ async fn a_job_held_for_a_token_is_counted_once() {
     assert!(s.gauge(RATE_LIMIT_TOKENS, &[("provider", prov)]) < 1.0);
     engine.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+/// A job whose node died: the lease rescue that requeues it counts a `retry`, the one
+/// that finds it out of attempts counts it `failed`, with the rescue's error kind.
+#[tokio::test]
+async fn a_rescued_job_is_counted_by_its_fate() {
+    let _t = turn().await;
+    let clock = Arc::new(ManualClock::fixed());
+    let store = MemoryStore::new(clock.clone());
+    let job = NewJob::new("scripted", json!({}))
+        .queue("rescues")
+        .max_attempts(2);
+    let id = store.enqueue(job).await.expect("enqueue").id;
+    let params = kyu_actors::ClaimParams {
+        owner: "dead-node".into(),
+        limit: 1,
+        lease: Duration::from_secs(30),
+        aged_before: None,
+    };
+    for _ in 0..2 {
+        assert_eq!(store.claim(&params).await.expect("claim").len(), 1);
+        clock.advance(Duration::from_secs(31));
+        assert_eq!(store.rescue_expired(10).await.expect("rescue"), vec![id]);
+        let job = store.get(id).await.expect("get").expect("job");
+        record_rescued(&job);
+    }
+    let s = Snap::take();
+    let labels = |disposition| {
+        [
+            ("queue", "rescues"),
+            ("type", "scripted"),
+            ("kind", "retryable"),
+            ("disposition", disposition),
+        ]
+    };
+    assert_eq!(s.counter(JOB_ERRORS, &labels("retry")), 1);
+    assert_eq!(s.counter(JOB_ERRORS, &labels("failed")), 1);
+    let finished = [
+        ("queue", "rescues"),
+        ("type", "scripted"),
+        ("outcome", "failed"),
+    ];
+    assert_eq!(s.counter(JOBS_FINISHED, &finished), 1);
+}

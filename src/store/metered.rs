@@ -112,7 +112,15 @@ impl Store for MeteredStore {
         seen(self.inner.find_expired(limit).await)
     }
     async fn rescue(&self, l: &[JobLease]) -> Result<Vec<Uuid>, StoreError> {
-        seen(self.inner.rescue(l).await)
+        let ids = seen(self.inner.rescue(l).await)?;
+        // Rescues are rare (a node died or stalled): reading each job back to count it
+        // by queue, type and fate costs nothing that matters.
+        for id in &ids {
+            if let Ok(Some(job)) = self.inner.get(*id).await {
+                telemetry::record_rescued(&job);
+            }
+        }
+        Ok(ids)
     }
     async fn next_run_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         seen(self.inner.next_run_at().await)
