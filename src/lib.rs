@@ -5,6 +5,7 @@
 //!   [`kyu_actors::Store`], and throw-away test databases ([`store::testdb`]).
 //! - [`cli`]: the `kyu` command line (`migrate`, `bench`, …).
 //! - [`bench`]: the benchmarks `kyu bench` runs.
+//! - [`web`]: the web page for people at `/` (server-rendered, same auth as the API).
 //!
 //! The engine core (job model, actors) is the `kyu-actors` crate, re-exported as
 //! [`engine`].
@@ -19,6 +20,7 @@ pub mod probe;
 pub mod serve;
 pub mod store;
 pub mod telemetry;
+pub mod web;
 pub mod worker;
 
 pub use kyu_actors as engine;

@@ -165,13 +165,26 @@ pub fn authenticate<'a>(tokens: &'a [TokenEntry], token: &str) -> Option<&'a Tok
     found
 }
 
+/// The caller a presented token (if any) stands for: everyone is [`Caller::Open`] when
+/// no tokens are configured; otherwise the token must match an entry. The API reads the
+/// token from `Authorization: Bearer`, the web page from its sign-in cookie.
+pub fn caller_for(tokens: &[TokenEntry], token: Option<&str>) -> Result<Caller, ApiError> {
+    if tokens.is_empty() {
+        return Ok(Caller::Open);
+    }
+    let t = token
+        .and_then(|token| authenticate(tokens, token))
+        .ok_or(ApiError::Unauthorized)?;
+    Ok(Caller::Token {
+        name: t.name.clone(),
+        role: t.role,
+    })
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if state.tokens.is_empty() {
-            return Ok(Caller::Open);
-        }
         let token = parts
             .headers
             .get(AUTHORIZATION)
@@ -179,13 +192,8 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| {
                 let (scheme, rest) = v.split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-            })
-            .ok_or(ApiError::Unauthorized)?;
-        let t = authenticate(&state.tokens, token).ok_or(ApiError::Unauthorized)?;
-        Ok(Caller::Token {
-            name: t.name.clone(),
-            role: t.role,
-        })
+            });
+        caller_for(&state.tokens, token)
     }
 }
 

@@ -41,16 +41,25 @@ pub async fn create(
     caller: Caller,
     ApiJson(req): ApiJson<CreateJob>,
 ) -> Result<(StatusCode, Json<CreatedJob>), ApiError> {
-    let job = new_job(req, &st, &caller)?;
-    let status = initial_status(&job);
-    let e = st.enqueue_one(job).await?;
-    let created = created(&st, &caller, e, status).await?;
+    let created = create_one(&st, &caller, req).await?;
     let code = if created.duplicate {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
     Ok((code, Json(created)))
+}
+
+/// Checks and commits one job for `caller` (the API's create and the web page's form).
+pub(crate) async fn create_one(
+    st: &AppState,
+    caller: &Caller,
+    req: CreateJob,
+) -> Result<CreatedJob, ApiError> {
+    let job = new_job(req, st, caller)?;
+    let status = initial_status(&job);
+    let e = st.enqueue_one(job).await?;
+    created(st, caller, e, status).await
 }
 
 /// Create several jobs in one transaction: all are committed, or none.
@@ -115,14 +124,14 @@ pub async fn get(
 
 /// Raw list parameters; each is checked by hand so the error names it.
 #[derive(Debug, Default, Deserialize)]
-struct ListParams {
+pub(crate) struct ListParams {
     #[serde(rename = "type")]
-    job_type: Option<String>,
-    status: Option<String>,
-    queue: Option<String>,
-    owner: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
+    pub job_type: Option<String>,
+    pub status: Option<String>,
+    pub queue: Option<String>,
+    pub owner: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
 }
 
 /// List jobs, newest first, a page at a time.
@@ -156,6 +165,21 @@ pub async fn list(
                 field: None,
             }
         })?;
+    let (jobs, next_cursor) = list_page(&st, &caller, p).await?;
+    let full = caller.is_admin();
+    Ok(Json(JobList {
+        jobs: jobs.into_iter().map(|j| JobView::new(j, full)).collect(),
+        next_cursor,
+    }))
+}
+
+/// One page of the jobs `caller` may see, newest first, and the (checked) cursor of the
+/// next page. Every parameter is validated here, for the API and the web page alike.
+pub(crate) async fn list_page(
+    st: &AppState,
+    caller: &Caller,
+    p: ListParams,
+) -> Result<(Vec<Job>, Option<String>), ApiError> {
     let name = |field: &'static str, v: Option<String>| -> Result<Option<String>, ApiError> {
         match v {
             Some(v) if v.is_empty() || v.chars().count() > 255 => {
@@ -211,15 +235,7 @@ pub async fn list(
             limit,
         })
         .await?;
-    let full = caller.is_admin();
-    Ok(Json(JobList {
-        jobs: page
-            .jobs
-            .into_iter()
-            .map(|j| JobView::new(j, full))
-            .collect(),
-        next_cursor: page.next_cursor.map(super::cursor::encode),
-    }))
+    Ok((page.jobs, page.next_cursor.map(super::cursor::encode)))
 }
 
 /// Cancel a queued, scheduled or running job (a running one is asked to stop).
@@ -239,15 +255,23 @@ pub async fn cancel(
     caller: Caller,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<JobView>, ApiError> {
-    let job = visible_job(&st, &caller, &path_param(id, "id")?).await?;
-    let out = match &st.engine {
-        Some(engine) => engine.cancel(job.id).await?,
-        None => st.store.request_cancel(job.id).await?,
-    };
-    let job = match out {
+    let job = match cancel_job(&st, &caller, &path_param(id, "id")?).await? {
         CancelOutcome::Canceled(j) | CancelOutcome::Requested(j) => j,
     };
     Ok(Json(JobView::new(job, caller.is_admin())))
+}
+
+/// Cancels the job `id` names if `caller` may see it (a running one is asked to stop).
+pub(crate) async fn cancel_job(
+    st: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<CancelOutcome, ApiError> {
+    let job = visible_job(st, caller, id).await?;
+    Ok(match &st.engine {
+        Some(engine) => engine.cancel(job.id).await?,
+        None => st.store.request_cancel(job.id).await?,
+    })
 }
 
 /// Queue a failed or canceled job again.
@@ -267,16 +291,22 @@ pub async fn retry(
     caller: Caller,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<JobView>, ApiError> {
-    let job = visible_job(&st, &caller, &path_param(id, "id")?).await?;
+    let job = retry_job(&st, &caller, &path_param(id, "id")?).await?;
+    Ok(Json(JobView::new(job, caller.is_admin())))
+}
+
+/// Queues the failed or canceled job `id` names again, if `caller` may see it.
+pub(crate) async fn retry_job(st: &AppState, caller: &Caller, id: &str) -> Result<Job, ApiError> {
+    let job = visible_job(st, caller, id).await?;
     let job = st.store.retry(job.id).await?;
     if let Some(engine) = &st.engine {
         engine.wake();
     }
-    Ok(Json(JobView::new(job, caller.is_admin())))
+    Ok(job)
 }
 
 /// The job `id` names, if it exists and the caller may see it.
-async fn visible_job(st: &AppState, caller: &Caller, id: &str) -> Result<Job, ApiError> {
+pub(crate) async fn visible_job(st: &AppState, caller: &Caller, id: &str) -> Result<Job, ApiError> {
     let id = Uuid::parse_str(id).map_err(|_| ApiError::invalid("id", "not a job id (a UUID)"))?;
     match st.store.get(id).await? {
         Some(job) if caller.may_see(job.owner.as_deref()) => Ok(job),

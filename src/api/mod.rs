@@ -7,13 +7,13 @@ mod cursor;
 pub mod error;
 mod group_commit;
 mod health;
-mod jobs;
+pub(crate) mod jobs;
 mod json;
 mod metrics;
 pub mod model;
 mod observe;
 mod openapi;
-mod queues;
+pub(crate) mod queues;
 pub mod server;
 
 use std::any::Any;
@@ -112,6 +112,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/queues/{name}/pause", post(queues::pause))
         .route("/api/v1/queues/{name}/resume", post(queues::resume))
         .route("/api/v1/workers", get(queues::workers))
+        .merge(crate::web::routes(&state))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -96,20 +96,7 @@ async fn set_paused(
     name: String,
     paused: bool,
 ) -> Result<Json<QueueView>, ApiError> {
-    caller.require_admin()?;
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::invalid(
-            "name",
-            "must be 1 to 100 characters long",
-        ));
-    }
-    if name.contains('\0') {
-        return Err(ApiError::invalid("name", "must not contain NUL"));
-    }
-    st.store.set_queue_paused(&name, paused).await?;
-    if let (Some(engine), false) = (&st.engine, paused) {
-        engine.wake();
-    }
+    set_queue_paused(&st, &caller, &name, paused).await?;
     let mut counts = StatusCounts::default();
     for c in st
         .store
@@ -127,6 +114,30 @@ async fn set_paused(
     }))
 }
 
+/// Pauses or resumes queue `name` (admins only; the API and the web page).
+pub(crate) async fn set_queue_paused(
+    st: &AppState,
+    caller: &Caller,
+    name: &str,
+    paused: bool,
+) -> Result<(), ApiError> {
+    caller.require_admin()?;
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::invalid(
+            "name",
+            "must be 1 to 100 characters long",
+        ));
+    }
+    if name.contains('\0') {
+        return Err(ApiError::invalid("name", "must not contain NUL"));
+    }
+    st.store.set_queue_paused(name, paused).await?;
+    if let (Some(engine), false) = (&st.engine, paused) {
+        engine.wake();
+    }
+    Ok(())
+}
+
 /// This process's worker pool and the autoscaler's last reading.
 #[utoipa::path(get, path = "/api/v1/workers", tag = "workers",
     security(("bearer" = [])),
@@ -135,8 +146,13 @@ async fn set_paused(
         (status = 401, description = "No or bad token", body = ErrorBody),
     ))]
 pub async fn workers(State(st): State<AppState>, _caller: Caller) -> Json<WorkersView> {
+    Json(workers_view(&st).await)
+}
+
+/// This process's pool and autoscaler (the API and the web page's overview).
+pub(crate) async fn workers_view(st: &AppState) -> WorkersView {
     let Some(engine) = &st.engine else {
-        return Json(WorkersView {
+        return WorkersView {
             enabled: false,
             running: false,
             pool_size: 0,
@@ -146,11 +162,11 @@ pub async fn workers(State(st): State<AppState>, _caller: Caller) -> Json<Worker
             completed: 0,
             failed: 0,
             retried: 0,
-        });
+        };
     };
     let stats = engine.stats().await;
     let scaler = engine.autoscaler().await;
-    Json(WorkersView {
+    WorkersView {
         enabled: true,
         running: engine.is_running(),
         pool_size: stats.pool_size,
@@ -163,5 +179,5 @@ pub async fn workers(State(st): State<AppState>, _caller: Caller) -> Json<Worker
         completed: stats.completed,
         failed: stats.failed,
         retried: stats.retried,
-    })
+    }
 }
