@@ -4,6 +4,8 @@
 //! a job's id, type and attempt; a request's method and route) instead of text.
 //! Read from the process environment, not the settings file: logging starts first.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// The levels variable; `RUST_LOG` is the fallback.
@@ -27,8 +29,12 @@ pub fn init() {
     let json = std::env::var(LOG_FORMAT_ENV)
         .map(|v| v.trim().eq_ignore_ascii_case("json"))
         .unwrap_or(false);
+    // Colour only for a person at a terminal (and never with NO_COLOR): a log file or
+    // a pipe gets plain text.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = if json {
         builder
