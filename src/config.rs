@@ -43,7 +43,16 @@ pub const KEYS: &[&str] = &[
     "AI_MAX_CONCURRENT_REQUESTS",
     "AI_FALLBACK_ENABLED",
     "REDIS_URL",
+    "KYU_REDIS_PREFIX",
+    "KYU_WAKE",
     "KYU_METRICS_SAMPLE_INTERVAL",
+    "KYU_NODE_HEARTBEAT_INTERVAL",
+    "KYU_NODE_DEAD_AFTER",
+    "KYU_NODE_RETENTION",
+    "KYU_LEADER_TTL",
+    "KYU_LEADER_RENEW_INTERVAL",
+    "KYU_CRON",
+    "KYU_CRON_CATCH_UP",
 ];
 
 /// A setting that could not be used.
@@ -101,8 +110,27 @@ pub struct Settings {
     pub ai_fallback_enabled: bool,
     /// Redis for wake-ups and shared limits across nodes (`REDIS_URL`; none: one node).
     pub redis_url: Option<String>,
+    /// Start of every Redis key and channel kyu uses (`KYU_REDIS_PREFIX`, default `kyu:`),
+    /// so several deployments (or parallel tests) can share one Redis.
+    pub redis_prefix: String,
+    /// How other nodes learn of new jobs (`KYU_WAKE`): see [`crate::wake::WakeMode`].
+    pub wake: crate::wake::WakeMode,
     /// How often queue gauges are read from the store (`KYU_METRICS_SAMPLE_INTERVAL`).
     pub metrics_sample_interval: Duration,
+    /// How often this process records its heartbeat (`KYU_NODE_HEARTBEAT_INTERVAL`).
+    pub node_heartbeat_interval: Duration,
+    /// A node silent this long is dead; the leader rescues its jobs (`KYU_NODE_DEAD_AFTER`).
+    pub node_dead_after: Duration,
+    /// Rows of dead nodes are deleted after this long (`KYU_NODE_RETENTION`).
+    pub node_retention: Duration,
+    /// The leader lease's lifetime (`KYU_LEADER_TTL`) and renew interval
+    /// (`KYU_LEADER_RENEW_INTERVAL`).
+    pub leader_ttl: Duration,
+    pub leader_renew_interval: Duration,
+    /// Recurring jobs the leader enqueues (`KYU_CRON`, or `[[kyu_cron]]` in the file).
+    pub cron: Vec<crate::cluster::CronSpec>,
+    /// Most missed ticks per cron entry a new leader still enqueues (`KYU_CRON_CATCH_UP`).
+    pub cron_catch_up: u32,
     /// Registers the `ledger` job type (crash tests) writing to this file.
     pub ledger_path: Option<PathBuf>,
     pub failpoints: Option<Failpoints>,
@@ -137,7 +165,16 @@ impl Default for Settings {
             ai_max_concurrent_requests: 10,
             ai_fallback_enabled: true,
             redis_url: None,
+            redis_prefix: "kyu:".to_owned(),
+            wake: crate::wake::WakeMode::Auto,
             metrics_sample_interval: Duration::from_secs(5),
+            node_heartbeat_interval: Duration::from_secs(2),
+            node_dead_after: Duration::from_secs(10),
+            node_retention: Duration::from_secs(3600),
+            leader_ttl: Duration::from_secs(5),
+            leader_renew_interval: Duration::from_secs(1),
+            cron: Vec::new(),
+            cron_catch_up: 60,
             ledger_path: None,
             failpoints: None,
         }
@@ -183,6 +220,9 @@ impl Env {
                 ));
             }
             let value = match v {
+                // `[[kyu_cron]]` tables: carried as the JSON list KYU_CRON takes.
+                toml::Value::Array(items) if key == "KYU_CRON" => serde_json::to_string(&items)
+                    .map_err(|e| Self::bad(&k, "[…]", e.to_string()))?,
                 toml::Value::String(s) => s,
                 toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
                     v.to_string()
@@ -334,9 +374,34 @@ impl Settings {
             .flag("AI_FALLBACK_ENABLED")?
             .unwrap_or(s.ai_fallback_enabled);
         s.redis_url = env.raw("REDIS_URL").map(str::to_owned);
+        if let Some(v) = env.raw("KYU_REDIS_PREFIX") {
+            s.redis_prefix = v.trim().to_owned();
+        }
+        s.wake = env
+            .parse("KYU_WAKE", "auto, redis, postgres or off")?
+            .unwrap_or(s.wake);
         s.metrics_sample_interval = env
             .duration("KYU_METRICS_SAMPLE_INTERVAL")?
             .unwrap_or(s.metrics_sample_interval);
+        s.node_heartbeat_interval = env
+            .duration("KYU_NODE_HEARTBEAT_INTERVAL")?
+            .unwrap_or(s.node_heartbeat_interval);
+        s.node_dead_after = env
+            .duration("KYU_NODE_DEAD_AFTER")?
+            .unwrap_or(s.node_dead_after);
+        s.node_retention = env
+            .duration("KYU_NODE_RETENTION")?
+            .unwrap_or(s.node_retention);
+        s.leader_ttl = env.duration("KYU_LEADER_TTL")?.unwrap_or(s.leader_ttl);
+        s.leader_renew_interval = env
+            .duration("KYU_LEADER_RENEW_INTERVAL")?
+            .unwrap_or(s.leader_renew_interval);
+        if let Some(v) = env.raw("KYU_CRON") {
+            s.cron = crate::cluster::parse_cron(v).map_err(|m| Env::bad("KYU_CRON", v, m))?;
+        }
+        s.cron_catch_up = env
+            .parse("KYU_CRON_CATCH_UP", "a whole number")?
+            .unwrap_or(s.cron_catch_up);
         s.ledger_path = env.raw("KYU_LEDGER_PATH").map(PathBuf::from);
         if let Some(v) = env.raw(crate::store::failpoint::FAILPOINTS_ENV) {
             s.failpoints =
@@ -405,6 +470,21 @@ impl Settings {
         }
         if self.rescue_interval.is_zero() {
             return bad("KYU_RESCUE_INTERVAL", "0".into(), "expected more than 0");
+        }
+        if let Err(m) = crate::wake::transport(self) {
+            return bad("KYU_WAKE", self.wake.to_string(), &m);
+        }
+        if let Err(m) = crate::cluster::node_config(self).validate() {
+            let (key, v) = if m.starts_with("heartbeat") {
+                ("KYU_NODE_HEARTBEAT_INTERVAL", self.node_heartbeat_interval)
+            } else if m.starts_with("dead_after") {
+                ("KYU_NODE_DEAD_AFTER", self.node_dead_after)
+            } else if m.starts_with("leader_renew") {
+                ("KYU_LEADER_RENEW_INTERVAL", self.leader_renew_interval)
+            } else {
+                ("KYU_LEADER_TTL", self.leader_ttl)
+            };
+            return bad(key, format!("{v:?}"), &m);
         }
         if self.metrics_sample_interval < Duration::from_millis(100) {
             return bad(

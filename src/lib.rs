@@ -6,6 +6,7 @@
 //! - [`cli`]: the `kyu` command line (`migrate`, `bench`, …).
 //! - [`bench`]: the benchmarks `kyu bench` runs.
 //! - [`web`]: the web page for people at `/` (server-rendered, same auth as the API).
+//! - [`redis`]: the optional Redis link and the rate limits shared through it.
 //!
 //! The engine core (job model, actors) is the `kyu-actors` crate, re-exported as
 //! [`engine`].
@@ -15,11 +16,14 @@ pub mod bench;
 pub mod chaos;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod probe;
+pub mod redis;
 pub mod serve;
 pub mod store;
 pub mod telemetry;
+pub mod wake;
 pub mod web;
 pub mod worker;
 

@@ -11,8 +11,11 @@ use tokio::net::TcpListener;
 
 use crate::api::server::{self, ServerOptions};
 use crate::api::{self, AppState, Limits};
+use crate::cluster::Role;
 use crate::config::Settings;
-use crate::worker::{handlers, open_store, shutdown_signal, start_engine};
+use crate::worker::{
+    handlers, open_store, redis_link, shutdown_signal, start_engine, start_engine_node,
+};
 
 /// Runs the API, and the engine too when `with_engine` and `JOB_WORKER_ENABLED` say so.
 pub async fn run(s: Settings, with_engine: bool) -> anyhow::Result<()> {
@@ -34,17 +37,32 @@ pub async fn run(s: Settings, with_engine: bool) -> anyhow::Result<()> {
             store.clone(),
             s.metrics_sample_interval,
         ));
-        if let Some(url) = &s.redis_url {
-            samplers.push(
-                crate::telemetry::redis::spawn(url)
-                    .context("bad REDIS_URL (expected redis://HOST:PORT[/DB])")?,
-            );
-        }
     }
+    // Its keeper publishes kyu_redis_up; the engine shares rate limits through it.
+    let redis = redis_link(&s)?;
     let engine = if with_engine && s.worker_enabled {
-        Some(Arc::new(start_engine(&s, store.clone()).await?))
+        Some(Arc::new(
+            start_engine(&s, store.clone(), redis.as_ref()).await?,
+        ))
     } else {
         None
+    };
+    // The node registry: an engine node stands for leader (it runs maintenance and
+    // cron); an API-only node registers under a fresh id and never leads.
+    let role = if with_engine { Role::Serve } else { Role::Api };
+    let node = match &engine {
+        Some(e) => start_engine_node(store.clone(), &s, role, e).await,
+        None => {
+            let id = uuid::Uuid::now_v7().to_string();
+            crate::cluster::start_node(store.clone(), &s, role, id, 0, None).await
+        }
+    };
+    // Wake-ups across nodes: this API announces what it commits; the engine (if any)
+    // hears the other nodes' announcements. Dropped (stopped) when `run` returns.
+    let bus = crate::wake::WakeBus::from_settings(&s)?;
+    let _listening = match &engine {
+        Some(e) => bus.wake_engine(e)?,
+        None => None,
     };
     let state = AppState::new(
         store,
@@ -57,7 +75,9 @@ pub async fn run(s: Settings, with_engine: bool) -> anyhow::Result<()> {
             default_max_retries: s.max_retries,
         },
         handlers(&s)?,
-    );
+        bus.publisher()?,
+    )
+    .with_node_dead_after(s.node_dead_after);
     let listener = TcpListener::bind(s.bind)
         .await
         .with_context(|| format!("cannot listen on {} (KYU_BIND)", s.bind))?;
@@ -88,6 +108,8 @@ pub async fn run(s: Settings, with_engine: bool) -> anyhow::Result<()> {
         drain: s.shutdown_grace,
     };
     server::serve(listener, api::router(state), opts, stop).await;
+    // Leadership moves at once; this node's jobs are drained below, not rescued.
+    node.shutdown().await;
     for t in samplers {
         t.abort();
     }

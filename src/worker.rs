@@ -1,12 +1,16 @@
 //! `kyu worker`: the engine alone against the configured database, until SIGTERM or
 //! SIGINT (graceful: running jobs get the grace period, the rest are given back).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use anyhow::Context;
+use kyu_actors::rate_limit::Limit;
 use kyu_actors::{Engine, EngineConfig, HandlerRegistry, Reading, ResourceProbe, Store};
 
 use crate::chaos::handler::LedgerJob;
 use crate::chaos::ledger::Ledger;
+use crate::cluster::Role;
 use crate::config::Settings;
 use crate::probe::SystemProbe;
 use crate::store::{self, StoreOptions};
@@ -38,6 +42,9 @@ pub fn engine_config(s: &Settings) -> EngineConfig {
         retention: s.retention,
         rate_limit_per_minute: s.rate_limit_per_minute,
         rate_limit_burst: s.rate_limit_burst,
+        node_dead_after: Some(s.node_dead_after),
+        node_retention: s.node_retention,
+        cron_catch_up: s.cron_catch_up,
         ..EngineConfig::default()
     }
 }
@@ -60,12 +67,46 @@ pub fn handlers(s: &Settings) -> anyhow::Result<HandlerRegistry> {
     Ok(r)
 }
 
-/// Starts the engine `s` describes on `store`.
-pub async fn start_engine(s: &Settings, store: Arc<dyn Store>) -> anyhow::Result<Engine> {
+/// The Redis link `REDIS_URL` asks for (`None`: no Redis). Open it once per process:
+/// it is the one source of `kyu_redis_up`.
+pub fn redis_link(s: &Settings) -> anyhow::Result<Option<Arc<crate::redis::Link>>> {
+    s.redis_url
+        .as_deref()
+        .map(|url| {
+            crate::redis::Link::open(url, &s.redis_prefix)
+                .context("bad REDIS_URL (expected redis://HOST:PORT[/DB])")
+        })
+        .transpose()
+}
+
+/// Starts the engine `s` describes on `store`; with a Redis link, its rate-limit
+/// buckets are shared with the other nodes (local ones while Redis is away).
+pub async fn start_engine(
+    s: &Settings,
+    store: Arc<dyn Store>,
+    redis: Option<&Arc<crate::redis::Link>>,
+) -> anyhow::Result<Engine> {
+    let handlers = handlers(s)?;
+    let cron = crate::cluster::cron_entries(s, &handlers)?;
+    // Maintenance (rescue, pruning, cron) runs only while this node is elected leader:
+    // the caller starts the node agent with `engine.leadership()`.
     let mut b = Engine::builder()
         .store(store)
-        .handlers(handlers(s)?)
-        .config(engine_config(s));
+        .handlers(handlers)
+        .config(engine_config(s))
+        .leadership(kyu_actors::Leadership::elected())
+        .cron(cron);
+    if let Some(link) = redis {
+        let default = Limit {
+            per_minute: s.rate_limit_per_minute,
+            burst: s.rate_limit_burst,
+        };
+        b = b.rate_limiter(Arc::new(crate::redis::RedisRateLimiter::new(
+            link.clone(),
+            default,
+            HashMap::new(),
+        )));
+    }
     if s.autoscale {
         b = b.probe(Arc::new(Probe(SystemProbe::new()?)));
     }
@@ -74,9 +115,16 @@ pub async fn start_engine(s: &Settings, store: Arc<dyn Store>) -> anyhow::Result
 
 /// Runs until a signal, then stops gracefully.
 pub async fn run(s: Settings) -> anyhow::Result<()> {
-    let engine = start_engine(&s, open_store(&s).await?).await?;
+    let redis = redis_link(&s)?;
+    let store = open_store(&s).await?;
+    let engine = Arc::new(start_engine(&s, store.clone(), redis.as_ref()).await?);
+    let node = start_engine_node(store, &s, Role::Worker, &engine).await;
+    // Jobs committed on other nodes wake this engine at once (polling stays the fallback).
+    let _listening = crate::wake::WakeBus::from_settings(&s)?.wake_engine(&engine)?;
     tokio::select! {
         _ = shutdown_signal() => {
+            // Leadership moves at once; the node's jobs are drained below, not rescued.
+            node.shutdown().await;
             tracing::info!(grace_ms = s.shutdown_grace.as_millis() as u64, "stopping: finishing running jobs");
             engine.shutdown(s.shutdown_grace).await?;
             tracing::info!("stopped");
@@ -84,6 +132,25 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         }
         err = engine.stopped() => Err(err.into()),
     }
+}
+
+/// Registers an engine's process as a node (id = the engine's lease owner) that stands
+/// for leader.
+pub async fn start_engine_node(
+    store: Arc<dyn Store>,
+    s: &Settings,
+    role: Role,
+    engine: &Engine,
+) -> kyu_actors::NodeAgent {
+    crate::cluster::start_node(
+        store,
+        s,
+        role,
+        engine.owner().to_owned(),
+        engine_config(s).workers,
+        Some(engine.leadership()),
+    )
+    .await
 }
 
 /// SIGTERM or SIGINT.

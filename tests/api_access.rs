@@ -224,6 +224,18 @@ async fn queue_control_is_for_admins_and_unique_keys_do_not_leak() {
         s.get("/api/v1/queues", None).await.status,
         StatusCode::UNAUTHORIZED
     );
+    // The node list is for admins: this `kyu serve` is listed, and leads.
+    let a = s.get("/api/v1/nodes", Some(&bob)).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(a.code(), "forbidden");
+    assert_eq!(
+        s.get("/api/v1/nodes", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let a = s.get("/api/v1/nodes", Some(&admin)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["nodes"][0]["role"], "serve", "{}", a.body);
+    assert_eq!(a.body["nodes"].as_array().map(Vec::len), Some(1));
     // Health needs no token.
     assert_eq!(s.get("/healthz", None).await.status, StatusCode::OK);
     assert_eq!(s.get("/readyz", None).await.status, StatusCode::OK);

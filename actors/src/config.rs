@@ -42,6 +42,16 @@ pub struct EngineConfig {
     /// Supervisor: restarts allowed per child within `restart_window`.
     pub max_restarts: u32,
     pub restart_window: Duration,
+    /// A registered node whose last heartbeat is older than this is dead: the leader
+    /// rescues its running jobs without waiting for their leases. `None`: no node
+    /// registry (a library engine on its own), leases alone decide.
+    pub node_dead_after: Option<Duration>,
+    /// Rows of dead nodes are deleted after this long.
+    pub node_retention: Duration,
+    /// How often the leader looks for due cron ticks.
+    pub cron_interval: Duration,
+    /// Most missed ticks of one cron entry a new leader still enqueues (the newest).
+    pub cron_catch_up: u32,
 }
 
 impl Default for EngineConfig {
@@ -69,6 +79,10 @@ impl Default for EngineConfig {
             job_threads: std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
             max_restarts: 5,
             restart_window: Duration::from_secs(60),
+            node_dead_after: None,
+            node_retention: Duration::from_secs(3600),
+            cron_interval: Duration::from_millis(250),
+            cron_catch_up: 60,
         }
     }
 }
@@ -109,6 +123,7 @@ impl EngineConfig {
             ("rescue_interval", self.rescue_interval),
             ("autoscale_interval", self.autoscale_interval),
             ("prune_interval", self.prune_interval),
+            ("cron_interval", self.cron_interval),
         ] {
             if d.is_zero() {
                 return bad(field, "expected more than 0");

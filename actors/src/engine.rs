@@ -13,6 +13,7 @@ use crate::actor::supervisor::{Child, Supervisor, SupervisorMsg};
 use crate::actor::{Counters, Deps};
 use crate::autoscale::{Reading, ResourceProbe};
 use crate::clock::{SharedClock, SystemClock};
+use crate::cluster::{CronEntry, Leadership};
 use crate::config::{ConfigError, EngineConfig};
 use crate::events::{EngineEvent, Events};
 use crate::handler::{Handler, HandlerRegistry};
@@ -43,6 +44,9 @@ pub struct EngineBuilder {
     limiter: Option<Arc<dyn RateLimitBackend>>,
     provider_limits: HashMap<String, Limit>,
     events: Events,
+    leadership: Leadership,
+    cron: Vec<CronEntry>,
+    owner: Option<String>,
 }
 
 impl EngineBuilder {
@@ -85,6 +89,23 @@ impl EngineBuilder {
         self.events = Events::new(Some(tx));
         self
     }
+    /// Runs maintenance only while `l` says this node leads (default: always, an
+    /// engine on its own).
+    pub fn leadership(mut self, l: Leadership) -> Self {
+        self.leadership = l;
+        self
+    }
+    /// Recurring jobs, enqueued while this node leads.
+    pub fn cron(mut self, entries: Vec<CronEntry>) -> Self {
+        self.cron = entries;
+        self
+    }
+    /// This engine's lease owner id (default: a fresh UUID v7). Give a fresh one per
+    /// process start: a restarted node must not inherit the leases of its past self.
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
 
     pub async fn start(self) -> Result<Engine, EngineError> {
         self.config.validate()?;
@@ -107,12 +128,14 @@ impl EngineBuilder {
             clock: self.clock,
             handlers: self.handlers,
             config: self.config,
-            owner: Uuid::now_v7().to_string(),
+            owner: self.owner.unwrap_or_else(|| Uuid::now_v7().to_string()),
             events: self.events,
             limiter,
             probe: self.probe,
             counters: Counters::default(),
             jobs: jobs.handle().clone(),
+            leadership: self.leadership,
+            cron: self.cron,
         });
         let (sup, join) = match Actor::spawn(None, Supervisor, deps.clone()).await {
             Ok(started) => started,
@@ -177,6 +200,9 @@ impl Engine {
             limiter: None,
             provider_limits: HashMap::new(),
             events: Events::default(),
+            leadership: Leadership::standalone(),
+            cron: Vec::new(),
+            owner: None,
         }
     }
 
@@ -187,6 +213,16 @@ impl Engine {
     /// This engine's lease owner id.
     pub fn owner(&self) -> &str {
         &self.deps.owner
+    }
+
+    /// Whether this engine runs maintenance now (it is the leader, or on its own).
+    pub fn is_leader(&self) -> bool {
+        self.deps.leadership.is_leader()
+    }
+
+    /// The leadership flag the Scheduler obeys (for the node's elector).
+    pub fn leadership(&self) -> Leadership {
+        self.deps.leadership.clone()
     }
 
     /// Commits a job, then wakes the dispatcher.

@@ -19,6 +19,10 @@ pub enum EngineEvent {
     Acked { written: usize, fenced: usize },
     /// Expired leases rescued by the scheduler.
     Rescued(usize),
+    /// Jobs of dead nodes rescued by the leader.
+    RescuedOrphans(usize),
+    /// The leader enqueued a cron tick (entry, tick).
+    CronEnqueued(String, chrono::DateTime<chrono::Utc>),
     /// The autoscaler set the pool to this size.
     PoolResized(usize),
     /// The supervisor restarted this child.

@@ -19,6 +19,7 @@ pub mod actor;
 pub mod autoscale;
 pub mod backoff;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -38,6 +39,7 @@ pub mod testkit;
 
 pub use autoscale::{Reading, ResourceProbe};
 pub use clock::{Clock, SharedClock, SystemClock};
+pub use cluster::{CronEntry, Leadership, NodeAgent, NodeConfig};
 pub use config::EngineConfig;
 pub use engine::{Engine, EngineBuilder, EngineError, EngineStats};
 pub use error::{AttemptError, ErrorKind, JobError};
@@ -48,5 +50,5 @@ pub use priority::Priority;
 pub use status::JobStatus;
 pub use store::{
     Ack, CancelOutcome, ClaimParams, Enqueued, JobLease, JobPage, ListJobs, LiveCount, MAX_PAGE,
-    Outcome, QueueCount, QueueState, Store, StoreError, validate_new_job,
+    NodeInfo, NodeRecord, Outcome, QueueCount, QueueState, Store, StoreError, validate_new_job,
 };

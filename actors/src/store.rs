@@ -147,6 +147,31 @@ pub struct QueueState {
     pub paused: bool,
 }
 
+/// One kyu process as it registers itself in the node registry (`Store::heartbeat`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// The engine's lease owner id where the process runs an engine, else a fresh id.
+    pub id: String,
+    pub host: String,
+    /// The kyu version it runs.
+    pub version: String,
+    /// `api`, `worker` or `serve`.
+    pub role: String,
+    /// Worker slots at start (0 without an engine).
+    pub pool_size: u32,
+    pub started_at: DateTime<Utc>,
+}
+
+/// A registered node as the store knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub info: NodeInfo,
+    /// Its last heartbeat, by the store's clock.
+    pub heartbeat_at: DateTime<Utc>,
+    /// Whether it holds an unexpired leadership lease.
+    pub leader: bool,
+}
+
 /// A store failure. Invalid requests are typed; database trouble is `Unavailable`
 /// (worth retrying) or `Backend` (a bug or a schema problem).
 #[derive(Debug, thiserror::Error)]
@@ -268,6 +293,80 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes up to `limit` final jobs that finished before `before`. Returns how many.
     async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
+
+    // ---- Nodes, leadership and cron (several processes on one database) ----------
+
+    /// Registers `node`, or records its heartbeat: `heartbeat_at` becomes the store's
+    /// now (the database clock on PostgreSQL and MariaDB).
+    async fn heartbeat(&self, node: &NodeInfo) -> Result<(), StoreError>;
+
+    /// Live nodes (last heartbeat within `dead_after`), ordered by id; `leader` marks
+    /// the holder of an unexpired leadership lease.
+    async fn nodes(&self, dead_after: Duration) -> Result<Vec<NodeRecord>, StoreError>;
+
+    /// Removes a node's row (graceful shutdown). Unknown ids are fine.
+    async fn deregister(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Deletes rows of nodes whose last heartbeat is older than `dead_for`.
+    async fn prune_nodes(&self, dead_for: Duration) -> Result<u64, StoreError>;
+
+    /// Takes or renews the lease `name` for `node` for `ttl`, in one atomic statement
+    /// by the store's clock: it succeeds when the lease is free, expired, or already
+    /// `node`'s. Returns whether `node` holds it now.
+    async fn acquire_leadership(
+        &self,
+        name: &str,
+        node: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives the lease `name` up if `node` holds it (graceful shutdown: the next node
+    /// need not wait for it to expire). Returns whether it was held.
+    async fn release_leadership(&self, name: &str, node: &str) -> Result<bool, StoreError>;
+
+    /// Leases of running jobs whose owner is a registered node whose last heartbeat
+    /// is older than `dead_after` (it died), whether or not the lease expired yet.
+    /// Owners without a node row are left to lease expiry.
+    async fn find_orphaned(
+        &self,
+        dead_after: Duration,
+        limit: u32,
+    ) -> Result<Vec<JobLease>, StoreError>;
+
+    /// Rescues leases [`Store::find_orphaned`] returned, like [`Store::rescue`] (back
+    /// to `queued`, or `failed` when attempts are used up), fenced by (id, attempt,
+    /// owner, `running`) and by the owner still being dead. Returns the ids rescued.
+    async fn rescue_orphaned(
+        &self,
+        leases: &[JobLease],
+        dead_after: Duration,
+    ) -> Result<Vec<Uuid>, StoreError>;
+
+    /// `find_orphaned` then `rescue_orphaned`.
+    async fn rescue_dead_owners(
+        &self,
+        dead_after: Duration,
+        limit: u32,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let leases = self.find_orphaned(dead_after, limit).await?;
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.rescue_orphaned(&leases, dead_after).await
+    }
+
+    /// The last tick enqueued for the cron entry `name`, if any.
+    async fn cron_last_tick(&self, name: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// In one transaction: if `tick` is later than the last tick recorded for `name`,
+    /// records it and enqueues `job`; otherwise does nothing and returns `None`. The
+    /// record only moves forward, so a tick is enqueued once whoever tries it.
+    async fn enqueue_cron(
+        &self,
+        name: &str,
+        tick: DateTime<Utc>,
+        job: NewJob,
+    ) -> Result<Option<Enqueued>, StoreError>;
 }
 
 /// Checks a new job's fields before any store touches it.

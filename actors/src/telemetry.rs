@@ -32,6 +32,8 @@ pub const HTTP_REQUESTS: &str = "kyu_http_requests_total";
 pub const HTTP_DURATION: &str = "kyu_http_request_duration_seconds";
 pub const STORE_ERRORS: &str = "kyu_store_errors_total";
 pub const REDIS_UP: &str = "kyu_redis_up";
+pub const LEADER: &str = "kyu_leader";
+pub const CRON_ENQUEUED: &str = "kyu_cron_enqueued_total";
 
 /// Histogram buckets for every `_seconds` histogram: from 1 ms jobs and requests to
 /// 5-minute jobs.
@@ -127,6 +129,14 @@ pub fn describe() {
     describe_gauge!(
         REDIS_UP,
         "1 when the configured Redis answered the last PING, else 0."
+    );
+    describe_gauge!(
+        LEADER,
+        "1 while this node is the leader (runs lease rescue, pruning and cron), else 0."
+    );
+    describe_counter!(
+        CRON_ENQUEUED,
+        "Cron ticks this node enqueued as leader, by cron entry."
     );
     // Counters that move only on incidents start at 0 for every known label, so their
     // panels and rate() show 0 rather than "no data" on a healthy node.

@@ -6,6 +6,9 @@
 //! [`MAX_GROUP`]), commits them with `enqueue_many`, and answers each only after that
 //! commit. One create alone is committed at once; nothing waits for company.
 //!
+//! After each commit that made a job due now, other nodes are told through the wake-up
+//! bus ([`crate::wake::Publisher`]): one message per group, not per job.
+//!
 //! A group fails as a whole only for reasons that hit every member (the database is
 //! unreachable); any other failure is retried one job at a time so one job cannot fail
 //! another's request.
@@ -30,9 +33,20 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the committer task (on the current runtime).
-    pub fn start(store: Arc<dyn Store>, engine: Option<Arc<Engine>>) -> GroupCommit {
+    pub fn start(
+        store: Arc<dyn Store>,
+        engine: Option<Arc<Engine>>,
+        wake: crate::wake::Publisher,
+    ) -> GroupCommit {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(rx, Target { store, engine }));
+        tokio::spawn(run(
+            rx,
+            Target {
+                store,
+                engine,
+                wake,
+            },
+        ));
         GroupCommit { tx }
     }
 
@@ -45,18 +59,23 @@ impl GroupCommit {
     }
 }
 
-/// Where jobs go: through the engine (which wakes its dispatcher) or the store alone.
+/// Where jobs go: through the engine (which wakes its dispatcher) or the store alone;
+/// then a word to the other nodes.
 struct Target {
     store: Arc<dyn Store>,
     engine: Option<Arc<Engine>>,
+    wake: crate::wake::Publisher,
 }
 
 impl Target {
     async fn commit(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
-        match &self.engine {
-            Some(e) => e.enqueue_many(jobs).await,
-            None => self.store.enqueue_many(jobs).await,
-        }
+        let due = crate::wake::any_due(&jobs);
+        let done = match &self.engine {
+            Some(e) => e.enqueue_many(jobs).await?,
+            None => self.store.enqueue_many(jobs).await?,
+        };
+        self.wake.after_enqueue(due, &done);
+        Ok(done)
     }
 }
 
@@ -108,7 +127,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_creates_each_get_their_own_committed_job() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new(Arc::new(ManualClock::fixed())));
-        let gc = GroupCommit::start(store.clone(), None);
+        let gc = GroupCommit::start(store.clone(), None, crate::wake::Publisher::none());
         let mut tasks = Vec::new();
         for i in 0..300 {
             let gc = gc.clone();

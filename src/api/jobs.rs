@@ -302,6 +302,7 @@ pub(crate) async fn retry_job(st: &AppState, caller: &Caller, id: &str) -> Resul
     if let Some(engine) = &st.engine {
         engine.wake();
     }
+    st.wake.publish();
     Ok(job)
 }
 

@@ -11,6 +11,7 @@ pub(crate) mod jobs;
 mod json;
 mod metrics;
 pub mod model;
+pub(crate) mod nodes;
 mod observe;
 mod openapi;
 pub(crate) mod queues;
@@ -54,21 +55,28 @@ pub struct AppState {
     pub handlers: HandlerRegistry,
     /// Single creates, committed together when they arrive together.
     creates: group_commit::GroupCommit,
+    /// Tells the other nodes' engines about jobs committed here (see [`crate::wake`]).
+    pub wake: crate::wake::Publisher,
     openapi: Arc<serde_json::Value>,
+    /// A node silent this long is not listed by `GET /api/v1/nodes`.
+    pub node_dead_after: std::time::Duration,
 }
 
 impl AppState {
     /// The state of one API; starts its group committer, so call it on a runtime.
+    /// `wake` announces committed jobs to other nodes ([`crate::wake::Publisher::none`]
+    /// for one node).
     pub fn new(
         store: Arc<dyn Store>,
         engine: Option<Arc<Engine>>,
         tokens: Vec<TokenEntry>,
         limits: Limits,
         handlers: HandlerRegistry,
+        wake: crate::wake::Publisher,
     ) -> AppState {
         let job_types = handlers.types();
         let openapi = openapi::document(&job_types, limits.max_batch);
-        let creates = group_commit::GroupCommit::start(store.clone(), engine.clone());
+        let creates = group_commit::GroupCommit::start(store.clone(), engine.clone(), wake.clone());
         AppState {
             store,
             engine,
@@ -77,21 +85,34 @@ impl AppState {
             job_types: job_types.into(),
             handlers,
             creates,
+            wake,
             openapi: Arc::new(openapi),
+            node_dead_after: std::time::Duration::from_secs(10),
         }
     }
 
-    /// Commits one job (grouped with concurrent creates); the local engine is woken.
+    /// Sets how long a silent node is still listed (`KYU_NODE_DEAD_AFTER`).
+    pub fn with_node_dead_after(mut self, d: std::time::Duration) -> AppState {
+        self.node_dead_after = d;
+        self
+    }
+
+    /// Commits one job (grouped with concurrent creates); the local engine is woken, and
+    /// other nodes' are told.
     async fn enqueue_one(&self, job: NewJob) -> Result<Enqueued, StoreError> {
         self.creates.enqueue(job).await
     }
 
-    /// Commits jobs in one transaction; the local engine (if any) is woken at once.
+    /// Commits jobs in one transaction; the local engine (if any) is woken at once, and
+    /// other nodes' are told with one message.
     async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
-        match &self.engine {
-            Some(e) => e.enqueue_many(jobs).await,
-            None => self.store.enqueue_many(jobs).await,
-        }
+        let due = crate::wake::any_due(&jobs);
+        let done = match &self.engine {
+            Some(e) => e.enqueue_many(jobs).await?,
+            None => self.store.enqueue_many(jobs).await?,
+        };
+        self.wake.after_enqueue(due, &done);
+        Ok(done)
     }
 }
 
@@ -112,6 +133,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/queues/{name}/pause", post(queues::pause))
         .route("/api/v1/queues/{name}/resume", post(queues::resume))
         .route("/api/v1/workers", get(queues::workers))
+        .route("/api/v1/nodes", get(nodes::list))
         .merge(crate::web::routes(&state))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)

@@ -6,14 +6,14 @@ use serde_json::{Value, json};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{error, health, jobs, model, queues};
+use super::{error, health, jobs, model, nodes, queues};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "kyu", description = "A durable, actor-based job engine"),
     paths(
         jobs::create, jobs::create_batch, jobs::get, jobs::list, jobs::cancel, jobs::retry,
-        queues::list, queues::pause, queues::resume, queues::workers,
+        queues::list, queues::pause, queues::resume, queues::workers, nodes::list,
         health::healthz, health::readyz,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, model::Status)),

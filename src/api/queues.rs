@@ -132,8 +132,12 @@ pub(crate) async fn set_queue_paused(
         return Err(ApiError::invalid("name", "must not contain NUL"));
     }
     st.store.set_queue_paused(name, paused).await?;
-    if let (Some(engine), false) = (&st.engine, paused) {
-        engine.wake();
+    if !paused {
+        if let Some(engine) = &st.engine {
+            engine.wake();
+        }
+        // Its queued jobs are claimable again on every node.
+        st.wake.publish();
     }
     Ok(())
 }

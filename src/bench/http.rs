@@ -73,6 +73,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<HttpBenchReport> {
                 default_max_retries: 3,
             },
             kyu_actors::HandlerRegistry::with_builtins(),
+            crate::wake::Publisher::none(),
         );
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);

@@ -15,7 +15,7 @@ use kyu_actors::store::{
     Ack, CancelOutcome, ClaimParams, Enqueued, JobLease, JobPage, LeaseState, ListJobs, QueueCount,
     QueueState,
 };
-use kyu_actors::{Job, NewJob, Store, StoreError};
+use kyu_actors::{Job, NewJob, NodeInfo, NodeRecord, Store, StoreError};
 use uuid::Uuid;
 
 pub const FAILPOINTS_ENV: &str = "KYU_FAILPOINTS";
@@ -154,6 +154,54 @@ impl Store for FailpointStore {
     }
     async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
         self.inner.prune(before, limit).await
+    }
+    async fn heartbeat(&self, node: &NodeInfo) -> Result<(), StoreError> {
+        self.inner.heartbeat(node).await
+    }
+    async fn nodes(&self, dead_after: Duration) -> Result<Vec<NodeRecord>, StoreError> {
+        self.inner.nodes(dead_after).await
+    }
+    async fn deregister(&self, id: &str) -> Result<(), StoreError> {
+        self.inner.deregister(id).await
+    }
+    async fn prune_nodes(&self, dead_for: Duration) -> Result<u64, StoreError> {
+        self.inner.prune_nodes(dead_for).await
+    }
+    async fn acquire_leadership(
+        &self,
+        name: &str,
+        node: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.acquire_leadership(name, node, ttl).await
+    }
+    async fn release_leadership(&self, name: &str, node: &str) -> Result<bool, StoreError> {
+        self.inner.release_leadership(name, node).await
+    }
+    async fn find_orphaned(
+        &self,
+        dead_after: Duration,
+        limit: u32,
+    ) -> Result<Vec<JobLease>, StoreError> {
+        self.inner.find_orphaned(dead_after, limit).await
+    }
+    async fn cron_last_tick(&self, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.inner.cron_last_tick(name).await
+    }
+    async fn rescue_orphaned(
+        &self,
+        l: &[JobLease],
+        dead_after: Duration,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        self.inner.rescue_orphaned(l, dead_after).await
+    }
+    async fn enqueue_cron(
+        &self,
+        name: &str,
+        tick: DateTime<Utc>,
+        job: NewJob,
+    ) -> Result<Option<Enqueued>, StoreError> {
+        self.inner.enqueue_cron(name, tick, job).await
     }
 }
 

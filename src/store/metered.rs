@@ -17,7 +17,7 @@ use kyu_actors::store::{
     QueueState,
 };
 use kyu_actors::telemetry::{self, JOBS_ENQUEUED, STORE_ERRORS};
-use kyu_actors::{Job, LiveCount, NewJob, Store, StoreError};
+use kyu_actors::{Job, LiveCount, NewJob, NodeInfo, NodeRecord, Store, StoreError};
 use uuid::Uuid;
 
 /// Counts around `inner`.
@@ -139,5 +139,64 @@ impl Store for MeteredStore {
     }
     async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
         seen(self.inner.prune(before, limit).await)
+    }
+    async fn heartbeat(&self, node: &NodeInfo) -> Result<(), StoreError> {
+        seen(self.inner.heartbeat(node).await)
+    }
+    async fn nodes(&self, dead_after: Duration) -> Result<Vec<NodeRecord>, StoreError> {
+        seen(self.inner.nodes(dead_after).await)
+    }
+    async fn deregister(&self, id: &str) -> Result<(), StoreError> {
+        seen(self.inner.deregister(id).await)
+    }
+    async fn prune_nodes(&self, dead_for: Duration) -> Result<u64, StoreError> {
+        seen(self.inner.prune_nodes(dead_for).await)
+    }
+    async fn acquire_leadership(
+        &self,
+        name: &str,
+        node: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        seen(self.inner.acquire_leadership(name, node, ttl).await)
+    }
+    async fn release_leadership(&self, name: &str, node: &str) -> Result<bool, StoreError> {
+        seen(self.inner.release_leadership(name, node).await)
+    }
+    async fn find_orphaned(
+        &self,
+        dead_after: Duration,
+        limit: u32,
+    ) -> Result<Vec<JobLease>, StoreError> {
+        seen(self.inner.find_orphaned(dead_after, limit).await)
+    }
+    async fn cron_last_tick(&self, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        seen(self.inner.cron_last_tick(name).await)
+    }
+    async fn rescue_orphaned(
+        &self,
+        l: &[JobLease],
+        dead_after: Duration,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let ids = seen(self.inner.rescue_orphaned(l, dead_after).await)?;
+        for id in &ids {
+            if let Ok(Some(job)) = self.inner.get(*id).await {
+                telemetry::record_rescued(&job);
+            }
+        }
+        Ok(ids)
+    }
+    async fn enqueue_cron(
+        &self,
+        name: &str,
+        tick: DateTime<Utc>,
+        job: NewJob,
+    ) -> Result<Option<Enqueued>, StoreError> {
+        let (queue, job_type) = (job.queue.clone(), job.job_type.clone());
+        let out = seen(self.inner.enqueue_cron(name, tick, job).await)?;
+        if out.as_ref().is_some_and(|e| !e.duplicate) {
+            metrics::counter!(JOBS_ENQUEUED, "queue" => queue, "type" => job_type).increment(1);
+        }
+        Ok(out)
     }
 }

@@ -18,7 +18,7 @@ use kyu_actors::store::{
     Ack, CancelOutcome, ClaimParams, Enqueued, JobLease, JobPage, LeaseState, ListJobs, MAX_PAGE,
     QueueCount, QueueState,
 };
-use kyu_actors::{Job, JobStatus, NewJob, SharedClock, Store, StoreError};
+use kyu_actors::{Job, JobStatus, NewJob, NodeInfo, NodeRecord, SharedClock, Store, StoreError};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::{Executor, MySql, MySqlPool, QueryBuilder};
 use std::str::FromStr;
@@ -29,9 +29,11 @@ use super::error::SqlxResultExt;
 use super::listing::{page_from_rows, push_list_filters};
 use super::row::{
     JobRow, LiveRow, aged_cutoff, counts_from_rows, into_jobs_in_claim_order, job_columns,
-    live_counts_from_rows, parse_id, parse_status,
+    leases_from_rows, live_counts_from_rows, nodes_from_rows, parse_id, parse_status,
 };
-use super::write::{AckWrite, InsertRow, duration_ms, insert_rows, lease_expired_error};
+use super::write::{
+    AckWrite, InsertRow, duration_ms, insert_rows, lease_expired_error, node_dead_error,
+};
 
 /// The database clock in epoch ms.
 const SQL_NOW: &str = "SELECT CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS SIGNED)";
@@ -634,6 +636,237 @@ impl Store for MySqlStore {
         .await
         .store_err()?;
         Ok(done.rows_affected())
+    }
+
+    async fn heartbeat(&self, node: &NodeInfo) -> Result<(), StoreError> {
+        let now = self.now().await?;
+        sqlx::query(
+            "INSERT INTO nodes (id, host, version, role, pool_size, started_at, heartbeat_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE \
+               host = VALUES(host), version = VALUES(version), role = VALUES(role), \
+               pool_size = VALUES(pool_size), started_at = VALUES(started_at), \
+               heartbeat_at = VALUES(heartbeat_at)",
+        )
+        .bind(&node.id)
+        .bind(&node.host)
+        .bind(&node.version)
+        .bind(&node.role)
+        .bind(i64::from(node.pool_size))
+        .bind(to_millis(node.started_at))
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .store_err()?;
+        Ok(())
+    }
+
+    async fn nodes(&self, dead_after: Duration) -> Result<Vec<NodeRecord>, StoreError> {
+        let now = self.now().await?;
+        type Row = (String, String, String, String, i64, i64, i64, i64);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT n.id, n.host, n.version, n.role, CAST(n.pool_size AS SIGNED), n.started_at, \
+               n.heartbeat_at, \
+               CAST(EXISTS (SELECT 1 FROM leaders l WHERE l.node = n.id AND l.expires_at > ?) AS SIGNED) \
+             FROM nodes n WHERE n.heartbeat_at >= ? ORDER BY n.id",
+        )
+        .bind(now)
+        .bind(now.saturating_sub(duration_ms(dead_after)))
+        .fetch_all(&self.pool)
+        .await
+        .store_err()?;
+        Ok(nodes_from_rows(
+            rows.into_iter()
+                .map(|(a, b, c, d, e, f, g, leader)| (a, b, c, d, e, f, g, leader != 0))
+                .collect(),
+        ))
+    }
+
+    async fn deregister(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM nodes WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .store_err()?;
+        Ok(())
+    }
+
+    async fn prune_nodes(&self, dead_for: Duration) -> Result<u64, StoreError> {
+        let now = self.now().await?;
+        let done = sqlx::query("DELETE FROM nodes WHERE heartbeat_at < ?")
+            .bind(now.saturating_sub(duration_ms(dead_for)))
+            .execute(&self.pool)
+            .await
+            .store_err()?;
+        Ok(done.rows_affected())
+    }
+
+    /// One upsert decides (MySQL applies SET left to right: `node` first, then
+    /// `expires_at` only if the row is now ours); the holder is read back in the same
+    /// transaction.
+    async fn acquire_leadership(
+        &self,
+        name: &str,
+        node: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = self.now().await?;
+        retry_deadlocks(|| async {
+            let mut tx = self.pool.begin().await.store_err()?;
+            sqlx::query(
+                "INSERT INTO leaders (name, node, expires_at) VALUES (?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE \
+                   node = IF(node = VALUES(node) OR expires_at <= ?, VALUES(node), node), \
+                   expires_at = IF(node = VALUES(node), VALUES(expires_at), expires_at)",
+            )
+            .bind(name)
+            .bind(node)
+            .bind(now.saturating_add(duration_ms(ttl)))
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .store_err()?;
+            let holder: Option<String> =
+                sqlx::query_scalar("SELECT node FROM leaders WHERE name = ?")
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .store_err()?;
+            tx.commit().await.store_err()?;
+            Ok(holder.as_deref() == Some(node))
+        })
+        .await
+    }
+
+    async fn release_leadership(&self, name: &str, node: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM leaders WHERE name = ? AND node = ?")
+            .bind(name)
+            .bind(node)
+            .execute(&self.pool)
+            .await
+            .store_err()?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn find_orphaned(
+        &self,
+        dead_after: Duration,
+        limit: u32,
+    ) -> Result<Vec<JobLease>, StoreError> {
+        let now = self.now().await?;
+        let rows: Vec<(String, i32, String)> = sqlx::query_as(
+            "SELECT j.id, j.attempts, j.lease_owner FROM jobs j \
+             JOIN nodes n ON n.id = j.lease_owner \
+             WHERE j.status = 'running' AND n.heartbeat_at < ? \
+             ORDER BY j.lease_expires_at LIMIT ?",
+        )
+        .bind(now.saturating_sub(duration_ms(dead_after)))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .store_err()?;
+        leases_from_rows(rows)
+    }
+
+    async fn rescue_orphaned(
+        &self,
+        leases: &[JobLease],
+        dead_after: Duration,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let now = self.now().await?;
+        let cutoff = now.saturating_sub(duration_ms(dead_after));
+        let mut rescued = Vec::new();
+        for l in leases {
+            let done = sqlx::query(
+                "UPDATE jobs SET \
+                   finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE ? END, \
+                   errors = JSON_ARRAY_APPEND(errors, '$', JSON_EXTRACT(?, '$')), \
+                   lease_owner = NULL, lease_expires_at = NULL, updated_at = ?, \
+                   status = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END \
+                 WHERE id = ? AND attempts = ? AND lease_owner = ? AND status = 'running' \
+                   AND EXISTS (SELECT 1 FROM nodes WHERE id = ? AND heartbeat_at < ?)",
+            )
+            .bind(now)
+            .bind(node_dead_error(l.attempt as i32, now))
+            .bind(now)
+            .bind(l.id.to_string())
+            .bind(l.attempt as i32)
+            .bind(&l.owner)
+            .bind(&l.owner)
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await
+            .store_err()?;
+            if done.rows_affected() == 1 {
+                rescued.push(l.id);
+            }
+        }
+        Ok(rescued)
+    }
+
+    async fn cron_last_tick(&self, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let t: Option<i64> = sqlx::query_scalar("SELECT last_tick FROM cron_ticks WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .store_err()?;
+        Ok(t.map(from_millis))
+    }
+
+    /// The record row is locked (`FOR UPDATE`) for the whole transaction; two first
+    /// inserts of one entry collide on its key, and the loser tries again.
+    async fn enqueue_cron(
+        &self,
+        name: &str,
+        tick: DateTime<Utc>,
+        job: NewJob,
+    ) -> Result<Option<Enqueued>, StoreError> {
+        let now = self.now().await?;
+        let id = job.id;
+        let row = InsertRow::new(&job, now)?;
+        let tick = to_millis(tick);
+        for _ in 0..5 {
+            let mut tx = self.pool.begin().await.store_err()?;
+            let last: Option<i64> =
+                sqlx::query_scalar("SELECT last_tick FROM cron_ticks WHERE name = ? FOR UPDATE")
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .store_err()?;
+            let write = match last {
+                Some(last) if last >= tick => return Ok(None),
+                Some(_) => {
+                    sqlx::query(
+                        "UPDATE cron_ticks SET last_tick = ?, updated_at = ? WHERE name = ?",
+                    )
+                    .bind(tick)
+                    .bind(now)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await
+                }
+                None => {
+                    sqlx::query(
+                        "INSERT INTO cron_ticks (name, last_tick, updated_at) VALUES (?, ?, ?)",
+                    )
+                    .bind(name)
+                    .bind(tick)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                }
+            };
+            match write {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(db)) if db.is_unique_violation() => continue,
+                Err(e) => return Err(super::error::from_sqlx(e)),
+            }
+            let e = insert_keyed(&mut tx, &row, id).await?;
+            tx.commit().await.store_err()?;
+            return Ok(Some(e));
+        }
+        Err(StoreError::Unavailable(
+            "cron tick record kept changing hands; try again".into(),
+        ))
     }
 }
 

@@ -170,3 +170,43 @@ pub(crate) fn parse_status(s: String) -> Result<JobStatus, StoreError> {
     s.parse::<JobStatus>()
         .map_err(|e| StoreError::Backend(e.to_string()))
 }
+
+/// A `nodes` row with its leader flag: id, host, version, role, pool_size, started_at,
+/// heartbeat_at, leader.
+pub(crate) type NodeRow = (String, String, String, String, i64, i64, i64, bool);
+
+pub(crate) fn nodes_from_rows(rows: Vec<NodeRow>) -> Vec<kyu_actors::NodeRecord> {
+    rows.into_iter()
+        .map(
+            |(id, host, version, role, pool_size, started_at, heartbeat_at, leader)| {
+                kyu_actors::NodeRecord {
+                    info: kyu_actors::NodeInfo {
+                        id,
+                        host,
+                        version,
+                        role,
+                        pool_size: u32::try_from(pool_size.max(0)).unwrap_or(u32::MAX),
+                        started_at: from_millis(started_at),
+                    },
+                    heartbeat_at: from_millis(heartbeat_at),
+                    leader,
+                }
+            },
+        )
+        .collect()
+}
+
+/// Leases as rows of (id, attempts, lease_owner).
+pub(crate) fn leases_from_rows<A: TryInto<u32>>(
+    rows: Vec<(String, A, String)>,
+) -> Result<Vec<kyu_actors::JobLease>, StoreError> {
+    rows.into_iter()
+        .map(|(id, attempt, owner)| {
+            Ok(kyu_actors::JobLease {
+                id: parse_id(&id)?,
+                attempt: attempt.try_into().unwrap_or(0),
+                owner,
+            })
+        })
+        .collect()
+}

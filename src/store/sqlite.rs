@@ -25,7 +25,7 @@ use kyu_actors::store::{
     Ack, CancelOutcome, ClaimParams, Enqueued, JobLease, JobPage, LeaseState, ListJobs, MAX_PAGE,
     QueueCount, QueueState,
 };
-use kyu_actors::{Job, JobStatus, NewJob, SharedClock, Store, StoreError};
+use kyu_actors::{Job, JobStatus, NewJob, NodeInfo, NodeRecord, SharedClock, Store, StoreError};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use uuid::Uuid;
@@ -33,10 +33,12 @@ use uuid::Uuid;
 use super::error::SqlxResultExt;
 use super::listing::{page_from_rows, push_list_filters};
 use super::row::{
-    JobRow, LiveRow, aged_cutoff, claim_order, counts_from_rows, into_jobs_in_claim_order,
-    job_columns, live_counts_from_rows, parse_id, parse_status,
+    JobRow, LiveRow, NodeRow, aged_cutoff, claim_order, counts_from_rows, into_jobs_in_claim_order,
+    job_columns, leases_from_rows, live_counts_from_rows, nodes_from_rows, parse_id, parse_status,
 };
-use super::write::{AckWrite, InsertRow, duration_ms, insert_rows, lease_expired_error};
+use super::write::{
+    AckWrite, InsertRow, duration_ms, insert_rows, lease_expired_error, node_dead_error,
+};
 
 /// The `jobs` columns as a JSON array element, in [`JobRow`] order (booleans as JSON).
 macro_rules! sqlite_json_columns {
@@ -215,49 +217,7 @@ impl Store for SqliteStore {
             .enumerate()
             .filter(|(_, r)| r.unique_key.is_some())
         {
-            let inserted: Option<String> = sqlx::query_scalar(
-                "INSERT INTO jobs (id, queue, job_type, provider, priority, payload, status, \
-                 max_attempts, run_at, timeout_ms, unique_key, owner, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) \
-                 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL \
-                 AND status IN ('queued', 'scheduled', 'running') DO NOTHING RETURNING id",
-            )
-            .bind(&r.id)
-            .bind(&r.queue)
-            .bind(&r.job_type)
-            .bind(&r.provider)
-            .bind(r.priority)
-            .bind(&r.payload)
-            .bind(r.status)
-            .bind(r.max_attempts)
-            .bind(r.run_at)
-            .bind(r.timeout_ms)
-            .bind(&r.unique_key)
-            .bind(&r.owner)
-            .bind(r.now)
-            .fetch_optional(&mut *tx)
-            .await
-            .store_err()?;
-            out[i] = Some(match inserted {
-                Some(_) => Enqueued {
-                    id: jobs[i].id,
-                    duplicate: false,
-                },
-                None => {
-                    let live: String = sqlx::query_scalar(
-                        "SELECT id FROM jobs WHERE unique_key = $1 \
-                         AND status IN ('queued', 'scheduled', 'running')",
-                    )
-                    .bind(&r.unique_key)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .store_err()?;
-                    Enqueued {
-                        id: parse_id(&live)?,
-                        duplicate: true,
-                    }
-                }
-            });
+            out[i] = Some(insert_keyed(&mut tx, r, jobs[i].id).await?);
         }
         tx.commit().await.store_err()?;
         out.into_iter()
@@ -684,4 +644,239 @@ impl Store for SqliteStore {
         .store_err()?;
         Ok(done.rows_affected())
     }
+
+    async fn heartbeat(&self, node: &NodeInfo) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
+        sqlx::query(
+            "INSERT INTO nodes (id, host, version, role, pool_size, started_at, heartbeat_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO UPDATE SET \
+               host = excluded.host, version = excluded.version, role = excluded.role, \
+               pool_size = excluded.pool_size, started_at = excluded.started_at, \
+               heartbeat_at = excluded.heartbeat_at",
+        )
+        .bind(&node.id)
+        .bind(&node.host)
+        .bind(&node.version)
+        .bind(&node.role)
+        .bind(i64::from(node.pool_size))
+        .bind(to_millis(node.started_at))
+        .bind(self.now())
+        .execute(&self.pool)
+        .await
+        .store_err()?;
+        Ok(())
+    }
+
+    async fn nodes(&self, dead_after: Duration) -> Result<Vec<NodeRecord>, StoreError> {
+        let now = self.now();
+        let rows: Vec<NodeRow> = sqlx::query_as(
+            "SELECT n.id, n.host, n.version, n.role, n.pool_size, n.started_at, n.heartbeat_at, \
+               EXISTS (SELECT 1 FROM leaders l WHERE l.node = n.id AND l.expires_at > $1) \
+             FROM nodes n WHERE n.heartbeat_at >= $2 ORDER BY n.id",
+        )
+        .bind(now)
+        .bind(now.saturating_sub(duration_ms(dead_after)))
+        .fetch_all(&self.pool)
+        .await
+        .store_err()?;
+        Ok(nodes_from_rows(rows))
+    }
+
+    async fn deregister(&self, id: &str) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
+        sqlx::query("DELETE FROM nodes WHERE id = $1")
+            .bind(id)
+            .execute(&self.durable)
+            .await
+            .store_err()?;
+        Ok(())
+    }
+
+    async fn prune_nodes(&self, dead_for: Duration) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
+        let done = sqlx::query("DELETE FROM nodes WHERE heartbeat_at < $1")
+            .bind(self.now().saturating_sub(duration_ms(dead_for)))
+            .execute(&self.pool)
+            .await
+            .store_err()?;
+        Ok(done.rows_affected())
+    }
+
+    async fn acquire_leadership(
+        &self,
+        name: &str,
+        node: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = self.now();
+        let _turn = self.write_turn().await;
+        let holder: Option<String> = sqlx::query_scalar(
+            "INSERT INTO leaders (name, node, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET node = excluded.node, expires_at = excluded.expires_at \
+             WHERE leaders.node = excluded.node OR leaders.expires_at <= $4 \
+             RETURNING node",
+        )
+        .bind(name)
+        .bind(node)
+        .bind(now.saturating_add(duration_ms(ttl)))
+        .bind(now)
+        .fetch_optional(&self.durable)
+        .await
+        .store_err()?;
+        Ok(holder.as_deref() == Some(node))
+    }
+
+    async fn release_leadership(&self, name: &str, node: &str) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
+        let done = sqlx::query("DELETE FROM leaders WHERE name = $1 AND node = $2")
+            .bind(name)
+            .bind(node)
+            .execute(&self.durable)
+            .await
+            .store_err()?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn find_orphaned(
+        &self,
+        dead_after: Duration,
+        limit: u32,
+    ) -> Result<Vec<JobLease>, StoreError> {
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT j.id, j.attempts, j.lease_owner FROM nodes n \
+             JOIN jobs j ON j.lease_owner = n.id AND j.status = 'running' \
+             WHERE n.heartbeat_at < $1 ORDER BY j.lease_expires_at LIMIT $2",
+        )
+        .bind(self.now().saturating_sub(duration_ms(dead_after)))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .store_err()?;
+        leases_from_rows(rows)
+    }
+
+    async fn rescue_orphaned(
+        &self,
+        leases: &[JobLease],
+        dead_after: Duration,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let now = self.now();
+        let cutoff = now.saturating_sub(duration_ms(dead_after));
+        let (_turn, mut tx) = self.begin_write().await?;
+        let mut rescued = Vec::new();
+        for l in leases {
+            let done = sqlx::query(
+                "UPDATE jobs SET \
+                   status = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END, \
+                   finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE $1 END, \
+                   errors = json_insert(errors, '$[#]', json($2)), \
+                   lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
+                 WHERE id = $3 AND attempts = $4 AND lease_owner = $5 AND status = 'running' \
+                   AND EXISTS (SELECT 1 FROM nodes WHERE id = $5 AND heartbeat_at < $6)",
+            )
+            .bind(now)
+            .bind(node_dead_error(l.attempt as i32, now))
+            .bind(l.id.to_string())
+            .bind(l.attempt as i64)
+            .bind(&l.owner)
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await
+            .store_err()?;
+            if done.rows_affected() == 1 {
+                rescued.push(l.id);
+            }
+        }
+        tx.commit().await.store_err()?;
+        Ok(rescued)
+    }
+
+    async fn cron_last_tick(&self, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let t: Option<i64> = sqlx::query_scalar("SELECT last_tick FROM cron_ticks WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .store_err()?;
+        Ok(t.map(from_millis))
+    }
+
+    async fn enqueue_cron(
+        &self,
+        name: &str,
+        tick: DateTime<Utc>,
+        job: NewJob,
+    ) -> Result<Option<Enqueued>, StoreError> {
+        let now = self.now();
+        let id = job.id;
+        let row = InsertRow::new(&job, now)?;
+        let (_turn, mut tx) = self.begin_durable().await?;
+        let advanced: Option<String> = sqlx::query_scalar(
+            "INSERT INTO cron_ticks (name, last_tick, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET last_tick = excluded.last_tick, \
+               updated_at = excluded.updated_at \
+             WHERE cron_ticks.last_tick < excluded.last_tick RETURNING name",
+        )
+        .bind(name)
+        .bind(to_millis(tick))
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .store_err()?;
+        if advanced.is_none() {
+            return Ok(None);
+        }
+        let e = insert_keyed(&mut tx, &row, id).await?;
+        tx.commit().await.store_err()?;
+        Ok(Some(e))
+    }
+}
+
+/// Inserts one row, or names the live job that holds its unique key (a row without a
+/// key never conflicts).
+async fn insert_keyed(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    r: &InsertRow,
+    id: Uuid,
+) -> Result<Enqueued, StoreError> {
+    let inserted: Option<String> = sqlx::query_scalar(
+        "INSERT INTO jobs (id, queue, job_type, provider, priority, payload, status, \
+         max_attempts, run_at, timeout_ms, unique_key, owner, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) \
+         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL \
+         AND status IN ('queued', 'scheduled', 'running') DO NOTHING RETURNING id",
+    )
+    .bind(&r.id)
+    .bind(&r.queue)
+    .bind(&r.job_type)
+    .bind(&r.provider)
+    .bind(r.priority)
+    .bind(&r.payload)
+    .bind(r.status)
+    .bind(r.max_attempts)
+    .bind(r.run_at)
+    .bind(r.timeout_ms)
+    .bind(&r.unique_key)
+    .bind(&r.owner)
+    .bind(r.now)
+    .fetch_optional(&mut **tx)
+    .await
+    .store_err()?;
+    if inserted.is_some() {
+        return Ok(Enqueued {
+            id,
+            duplicate: false,
+        });
+    }
+    let live: String = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE unique_key = $1 \
+         AND status IN ('queued', 'scheduled', 'running')",
+    )
+    .bind(&r.unique_key)
+    .fetch_one(&mut **tx)
+    .await
+    .store_err()?;
+    Ok(Enqueued {
+        id: parse_id(&live)?,
+        duplicate: true,
+    })
 }

@@ -139,6 +139,17 @@ pub fn lease_expired_error(attempt: i32, now: i64) -> String {
     serde_json::to_string(&e).unwrap_or_else(|_| "{}".into())
 }
 
+/// The error a dead node's rescued attempt records.
+pub fn node_dead_error(attempt: i32, now: i64) -> String {
+    let e = kyu_actors::AttemptError {
+        attempt: attempt.max(0) as u32,
+        kind: kyu_actors::ErrorKind::Retryable,
+        message: "node died: the node running this attempt stopped heartbeating".into(),
+        at: kyu_actors::clock::from_millis(now),
+    };
+    serde_json::to_string(&e).unwrap_or_else(|_| "{}".into())
+}
+
 pub fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }

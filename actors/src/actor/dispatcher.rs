@@ -2,7 +2,9 @@
 //! claim order (aged first, then priority — the store decides), and starts the first
 //! eligible one whenever a worker slot is free. A job whose provider has no token is
 //! skipped, not waited on, so other providers go ahead; if its wait is long it is put
-//! back in the store for later. Handlers run in their own tasks, never in `handle`.
+//! back in the store for later. A job that fails rate-limited with a Retry-After puts
+//! its provider in a cool-down (shared by all nodes with the Redis limiter). Handlers
+//! run in their own tasks, never in `handle`.
 //!
 //! Worker slots: the pool is `pool_size` slots; a slot runs one job at a time. A
 //! handler that panics fails its attempt (kind `panic`) and its slot is replaced.
@@ -22,6 +24,7 @@ use uuid::Uuid;
 
 use super::acker::{AckerMsg, JobLabels};
 use super::{Counters, Deps};
+use crate::error::JobError;
 use crate::events::EngineEvent;
 use crate::handler::{JobContext, Progress};
 use crate::job::Job;
@@ -170,11 +173,19 @@ impl DispatcherState {
     async fn start_eligible(&mut self, me: &ActorRef<DispatcherMsg>) {
         let mut i = 0;
         let mut soonest: Option<Duration> = None;
+        // Providers that said "wait" in this pass are not asked again for the next job:
+        // with a shared (Redis) limiter every ask is a round trip.
+        let mut empty: HashMap<String, Duration> = HashMap::new();
         while self.running.len() < self.pool_size && i < self.pending.len() {
             let provider = self.pending[i].provider.clone();
             if let Some(p) = provider {
                 let now = self.deps.clock.now();
-                if let Err(wait) = self.deps.limiter.try_acquire(&p, now).await {
+                let took = match empty.get(&p) {
+                    Some(wait) => Err(*wait),
+                    None => self.deps.limiter.try_acquire(&p, now).await,
+                };
+                if let Err(wait) = took {
+                    empty.entry(p.clone()).or_insert(wait);
                     let id = self.pending[i].id;
                     self.count_held(id, &p);
                     if wait > SNOOZE_AFTER {
@@ -264,6 +275,22 @@ impl DispatcherState {
         metrics::histogram!(telemetry::JOB_RUN_SECONDS,
             "queue" => run.job.queue.clone(), "type" => run.job.job_type.clone())
         .record(run.started.elapsed().as_secs_f64());
+        if let (
+            RunResult::Err(JobError::RateLimited {
+                retry_after: Some(after),
+                ..
+            }),
+            Some(provider),
+        ) = (&result, &run.job.provider)
+            && let Some(until) = chrono::Duration::from_std(*after)
+                .ok()
+                .and_then(|d| self.deps.clock.now().checked_add_signed(d))
+        {
+            // The provider said when to come back: no job for it starts before then
+            // (on any node, with a shared limiter). Off the actor: it may be a round trip.
+            let (limiter, provider) = (self.deps.limiter.clone(), provider.clone());
+            tokio::spawn(async move { limiter.cool_down(&provider, until).await });
+        }
         let kind = match &result {
             RunResult::Ok(_) => None,
             RunResult::Panicked(_) => {
@@ -444,7 +471,15 @@ impl Actor for Dispatcher {
                         } else {
                             st.pending.extend(jobs);
                         }
-                        st.pump(&me).await;
+                        if got == 0 && !st.rewake && !st.draining {
+                            // Nothing claimable: stay idle until something says there
+                            // may be (an enqueue here or on another node, a finished
+                            // job, a due delayed job, the poll). Claiming again at once
+                            // would spin on the store while idle.
+                            st.start_eligible(&me).await;
+                        } else {
+                            st.pump(&me).await;
+                        }
                         // Jobs came (more may wait) or a wake-up arrived meanwhile: go again.
                         if (got > 0 || std::mem::take(&mut st.rewake))
                             && st.claims_in_flight == 0

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::autoscale::ResourceProbe;
 use crate::clock::SharedClock;
+use crate::cluster::{CronEntry, Leadership};
 use crate::config::EngineConfig;
 use crate::events::Events;
 use crate::handler::HandlerRegistry;
@@ -32,6 +33,10 @@ pub struct Deps {
     pub counters: Counters,
     /// Where handlers run (a runtime of their own).
     pub jobs: tokio::runtime::Handle,
+    /// Whether this node runs maintenance (rescue, pruning, cron) now.
+    pub leadership: Leadership,
+    /// Recurring jobs the leader enqueues.
+    pub cron: Vec<CronEntry>,
 }
 
 /// Running totals, read by `Engine::stats`.

@@ -1,6 +1,7 @@
-//! Scheduler: rescues jobs whose lease expired (their node died or stalled) every
-//! rescue tick, wakes the dispatcher when a delayed job falls due, and prunes finished
-//! jobs after the retention period. It never claims; the dispatcher does.
+//! Scheduler: wakes the dispatcher when a delayed job falls due (on every node), and,
+//! only while this node is the leader ([`crate::cluster`]): rescues jobs whose lease
+//! expired or whose node died every rescue tick, prunes finished jobs (and rows of long
+//! dead nodes), and enqueues due cron ticks. It never claims; the dispatcher does.
 
 use std::sync::Arc;
 
@@ -8,19 +9,23 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::dispatcher::DispatcherMsg;
 use super::{Counters, Deps};
+use crate::cluster::CronRunner;
 use crate::events::EngineEvent;
+use crate::telemetry;
 
 pub struct Scheduler;
 
 pub enum SchedulerMsg {
     Tick,
     Prune,
+    Cron,
     SetDispatcher(ActorRef<DispatcherMsg>),
 }
 
 pub struct SchedulerState {
     deps: Arc<Deps>,
     dispatcher: ActorRef<DispatcherMsg>,
+    cron: CronRunner,
 }
 
 impl Actor for Scheduler {
@@ -35,7 +40,14 @@ impl Actor for Scheduler {
     ) -> Result<SchedulerState, ActorProcessingErr> {
         me.send_interval(deps.config.rescue_interval, || SchedulerMsg::Tick);
         me.send_interval(deps.config.prune_interval, || SchedulerMsg::Prune);
-        Ok(SchedulerState { deps, dispatcher })
+        if !deps.cron.is_empty() {
+            me.send_interval(deps.config.cron_interval, || SchedulerMsg::Cron);
+        }
+        Ok(SchedulerState {
+            deps,
+            dispatcher,
+            cron: CronRunner::default(),
+        })
     }
 
     async fn handle(
@@ -45,7 +57,24 @@ impl Actor for Scheduler {
         st: &mut SchedulerState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SchedulerMsg::Tick => {
+            SchedulerMsg::Tick if st.deps.leadership.is_leader() => {
+                if let Some(dead_after) = st.deps.config.node_dead_after {
+                    match st.deps.store.rescue_dead_owners(dead_after, 1000).await {
+                        Ok(ids) if !ids.is_empty() => {
+                            tracing::warn!(
+                                rescued = ids.len(),
+                                "rescued jobs of nodes that stopped heartbeating"
+                            );
+                            Counters::add(&st.deps.counters.rescued, ids.len() as u64);
+                            st.deps.events.emit(EngineEvent::RescuedOrphans(ids.len()));
+                            let _ = st.dispatcher.cast(DispatcherMsg::Wake);
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, "dead-node rescue failed; retrying next tick")
+                        }
+                    }
+                }
                 match st.deps.store.rescue_expired(1000).await {
                     Ok(ids) if !ids.is_empty() => {
                         tracing::warn!(rescued = ids.len(), "rescued jobs whose lease expired");
@@ -58,15 +87,10 @@ impl Actor for Scheduler {
                         tracing::error!(error = %e, "lease rescue failed; retrying next tick")
                     }
                 }
-                // A delayed job due before the next tick: wake the dispatcher on time.
-                if let Ok(Some(at)) = st.deps.store.next_run_at().await {
-                    let wait = (at - st.deps.clock.now()).to_std().unwrap_or_default();
-                    if wait <= st.deps.config.rescue_interval {
-                        st.dispatcher.send_after(wait, || DispatcherMsg::Wake);
-                    }
-                }
+                wake_for_due(st).await;
             }
-            SchedulerMsg::Prune => {
+            SchedulerMsg::Tick => wake_for_due(st).await,
+            SchedulerMsg::Prune if st.deps.leadership.is_leader() => {
                 let retention = chrono::Duration::from_std(st.deps.config.retention)
                     .unwrap_or(chrono::Duration::MAX);
                 let before = st.deps.clock.now() - retention;
@@ -75,9 +99,54 @@ impl Actor for Scheduler {
                     Ok(n) => tracing::info!(pruned = n, "pruned finished jobs"),
                     Err(e) => tracing::error!(error = %e, "prune failed"),
                 }
+                if st.deps.config.node_dead_after.is_some() {
+                    match st
+                        .deps
+                        .store
+                        .prune_nodes(st.deps.config.node_retention)
+                        .await
+                    {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(pruned = n, "pruned rows of long-dead nodes"),
+                        Err(e) => tracing::error!(error = %e, "node prune failed"),
+                    }
+                }
             }
+            SchedulerMsg::Prune => {}
+            SchedulerMsg::Cron if st.deps.leadership.is_leader() => {
+                let now = st.deps.clock.now();
+                let catch_up = st.deps.config.cron_catch_up;
+                match st
+                    .cron
+                    .run(&*st.deps.store, &st.deps.cron, now, catch_up)
+                    .await
+                {
+                    Ok(done) => {
+                        if !done.is_empty() {
+                            let _ = st.dispatcher.cast(DispatcherMsg::Wake);
+                        }
+                        for (name, tick) in done {
+                            metrics::counter!(telemetry::CRON_ENQUEUED, "cron" => name.clone())
+                                .increment(1);
+                            st.deps.events.emit(EngineEvent::CronEnqueued(name, tick));
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "cron enqueue failed; retrying"),
+                }
+            }
+            SchedulerMsg::Cron => st.cron.step_down(),
             SchedulerMsg::SetDispatcher(d) => st.dispatcher = d,
         }
         Ok(())
+    }
+}
+
+/// A delayed job due before the next tick: wake the dispatcher on time.
+async fn wake_for_due(st: &SchedulerState) {
+    if let Ok(Some(at)) = st.deps.store.next_run_at().await {
+        let wait = (at - st.deps.clock.now()).to_std().unwrap_or_default();
+        if wait <= st.deps.config.rescue_interval {
+            st.dispatcher.send_after(wait, || DispatcherMsg::Wake);
+        }
     }
 }

@@ -15,13 +15,102 @@ use crate::job::{Job, NewJob};
 use crate::status::JobStatus;
 use crate::store::{
     Ack, CancelOutcome, ClaimParams, Enqueued, JobLease, JobPage, LeaseState, ListJobs, LiveCount,
-    MAX_PAGE, Outcome, QueueCount, QueueState, Store, StoreError, validate_new_job,
+    MAX_PAGE, NodeInfo, NodeRecord, Outcome, QueueCount, QueueState, Store, StoreError,
+    validate_new_job,
 };
 
 #[derive(Default)]
 struct State {
     jobs: BTreeMap<Uuid, Job>,
     paused: HashMap<String, bool>,
+    /// Node id → (what it registered, last heartbeat).
+    nodes: BTreeMap<String, (NodeInfo, DateTime<Utc>)>,
+    /// Lease name → (holder, expiry).
+    leaders: HashMap<String, (String, DateTime<Utc>)>,
+    /// Cron entry → last tick enqueued.
+    cron: HashMap<String, DateTime<Utc>>,
+}
+
+impl State {
+    /// Whether `owner` is a registered node that stopped heartbeating before `cutoff`.
+    fn dead(&self, owner: &str, cutoff: DateTime<Utc>) -> bool {
+        self.nodes.get(owner).is_some_and(|(_, hb)| *hb < cutoff)
+    }
+
+    fn insert(&mut self, jobs: Vec<NewJob>, now: DateTime<Utc>) -> Vec<Enqueued> {
+        let mut out = Vec::with_capacity(jobs.len());
+        for n in jobs {
+            if let Some(key) = &n.unique_key
+                && let Some(existing) = self
+                    .jobs
+                    .values()
+                    .find(|j| live(j) && j.unique_key.as_deref() == Some(key))
+            {
+                out.push(Enqueued {
+                    id: existing.id,
+                    duplicate: true,
+                });
+                continue;
+            }
+            let run_at = n.run_at.resolve(now);
+            let job = Job {
+                id: n.id,
+                queue: n.queue,
+                job_type: n.job_type,
+                provider: n.provider,
+                priority: n.priority,
+                payload: n.payload,
+                status: if run_at > now {
+                    JobStatus::Scheduled
+                } else {
+                    JobStatus::Queued
+                },
+                progress: 0,
+                result: None,
+                errors: Vec::new(),
+                attempts: 0,
+                max_attempts: n.max_attempts,
+                run_at,
+                timeout: Duration::from_millis(n.timeout.as_millis() as u64),
+                unique_key: n.unique_key,
+                owner: n.owner,
+                lease_owner: None,
+                lease_expires_at: None,
+                cancel_requested: false,
+                created_at: now,
+                started_at: None,
+                finished_at: None,
+                updated_at: now,
+            };
+            out.push(Enqueued {
+                id: job.id,
+                duplicate: false,
+            });
+            self.jobs.insert(job.id, job);
+        }
+        out
+    }
+
+    /// Puts a running job whose node is gone back in line (or fails it).
+    fn rescue_job(&mut self, id: Uuid, message: &str, now: DateTime<Utc>) {
+        if let Some(j) = self.jobs.get_mut(&id) {
+            j.errors.push(AttemptError {
+                attempt: j.attempts,
+                kind: ErrorKind::Retryable,
+                message: message.into(),
+                at: now,
+            });
+            if j.attempts < j.max_attempts {
+                j.status = JobStatus::Queued;
+            } else {
+                j.status = JobStatus::Failed;
+                j.finished_at = Some(now);
+            }
+            j.lease_owner = None;
+            j.lease_expires_at = None;
+            j.updated_at = now;
+        }
+    }
 }
 
 /// Jobs in a mutex'd map.
@@ -68,58 +157,7 @@ impl Store for MemoryStore {
             validate_new_job(j)?;
         }
         let now = self.clock.now();
-        let mut st = self.lock();
-        let mut out = Vec::with_capacity(jobs.len());
-        for n in jobs {
-            if let Some(key) = &n.unique_key
-                && let Some(existing) = st
-                    .jobs
-                    .values()
-                    .find(|j| live(j) && j.unique_key.as_deref() == Some(key))
-            {
-                out.push(Enqueued {
-                    id: existing.id,
-                    duplicate: true,
-                });
-                continue;
-            }
-            let run_at = n.run_at.resolve(now);
-            let job = Job {
-                id: n.id,
-                queue: n.queue,
-                job_type: n.job_type,
-                provider: n.provider,
-                priority: n.priority,
-                payload: n.payload,
-                status: if run_at > now {
-                    JobStatus::Scheduled
-                } else {
-                    JobStatus::Queued
-                },
-                progress: 0,
-                result: None,
-                errors: Vec::new(),
-                attempts: 0,
-                max_attempts: n.max_attempts,
-                run_at,
-                timeout: Duration::from_millis(n.timeout.as_millis() as u64),
-                unique_key: n.unique_key,
-                owner: n.owner,
-                lease_owner: None,
-                lease_expires_at: None,
-                cancel_requested: false,
-                created_at: now,
-                started_at: None,
-                finished_at: None,
-                updated_at: now,
-            };
-            out.push(Enqueued {
-                id: job.id,
-                duplicate: false,
-            });
-            st.jobs.insert(job.id, job);
-        }
-        Ok(out)
+        Ok(self.lock().insert(jobs, now))
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
@@ -359,27 +397,18 @@ impl Store for MemoryStore {
         let mut st = self.lock();
         let mut out = Vec::new();
         for l in leases {
-            let Some(j) = st.jobs.get_mut(&l.id) else {
-                continue;
-            };
-            if !holds(j, l) || j.lease_expires_at.is_none_or(|t| t >= now) {
+            let expired = st
+                .jobs
+                .get(&l.id)
+                .is_some_and(|j| holds(j, l) && j.lease_expires_at.is_some_and(|t| t < now));
+            if !expired {
                 continue;
             }
-            j.errors.push(AttemptError {
-                attempt: j.attempts,
-                kind: ErrorKind::Retryable,
-                message: "lease expired: the node running this attempt died or stalled".into(),
-                at: now,
-            });
-            if j.attempts < j.max_attempts {
-                j.status = JobStatus::Queued;
-            } else {
-                j.status = JobStatus::Failed;
-                j.finished_at = Some(now);
-            }
-            j.lease_owner = None;
-            j.lease_expires_at = None;
-            j.updated_at = now;
+            st.rescue_job(
+                l.id,
+                "lease expired: the node running this attempt died or stalled",
+                now,
+            );
             out.push(l.id);
         }
         Ok(out)
@@ -460,5 +489,144 @@ impl Store for MemoryStore {
             st.jobs.remove(&id);
         }
         Ok(n as u64)
+    }
+
+    async fn heartbeat(&self, node: &NodeInfo) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        self.lock()
+            .nodes
+            .insert(node.id.clone(), (node.clone(), now));
+        Ok(())
+    }
+
+    async fn nodes(&self, dead_after: Duration) -> Result<Vec<NodeRecord>, StoreError> {
+        let now = self.clock.now();
+        let cutoff = now - chrono_d(dead_after);
+        let st = self.lock();
+        Ok(st
+            .nodes
+            .values()
+            .filter(|(_, hb)| *hb >= cutoff)
+            .map(|(info, hb)| NodeRecord {
+                info: info.clone(),
+                heartbeat_at: *hb,
+                leader: st
+                    .leaders
+                    .values()
+                    .any(|(n, exp)| *n == info.id && *exp > now),
+            })
+            .collect())
+    }
+
+    async fn deregister(&self, id: &str) -> Result<(), StoreError> {
+        self.lock().nodes.remove(id);
+        Ok(())
+    }
+
+    async fn prune_nodes(&self, dead_for: Duration) -> Result<u64, StoreError> {
+        let cutoff = self.clock.now() - chrono_d(dead_for);
+        let mut st = self.lock();
+        let before = st.nodes.len();
+        st.nodes.retain(|_, (_, hb)| *hb >= cutoff);
+        Ok((before - st.nodes.len()) as u64)
+    }
+
+    async fn acquire_leadership(
+        &self,
+        name: &str,
+        node: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        let free = st
+            .leaders
+            .get(name)
+            .is_none_or(|(holder, exp)| holder == node || *exp <= now);
+        if free {
+            st.leaders
+                .insert(name.to_owned(), (node.to_owned(), now + chrono_d(ttl)));
+        }
+        Ok(free)
+    }
+
+    async fn release_leadership(&self, name: &str, node: &str) -> Result<bool, StoreError> {
+        let mut st = self.lock();
+        if st
+            .leaders
+            .get(name)
+            .is_some_and(|(holder, _)| holder == node)
+        {
+            st.leaders.remove(name);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn find_orphaned(
+        &self,
+        dead_after: Duration,
+        limit: u32,
+    ) -> Result<Vec<JobLease>, StoreError> {
+        let cutoff = self.clock.now() - chrono_d(dead_after);
+        let st = self.lock();
+        let mut orphans: Vec<&Job> = st
+            .jobs
+            .values()
+            .filter(|j| {
+                j.status == JobStatus::Running
+                    && j.lease_owner.as_deref().is_some_and(|o| st.dead(o, cutoff))
+            })
+            .collect();
+        orphans.sort_by_key(|j| j.lease_expires_at);
+        Ok(orphans
+            .into_iter()
+            .take(limit as usize)
+            .filter_map(|j| j.lease())
+            .collect())
+    }
+
+    async fn rescue_orphaned(
+        &self,
+        leases: &[JobLease],
+        dead_after: Duration,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let now = self.clock.now();
+        let cutoff = now - chrono_d(dead_after);
+        let mut st = self.lock();
+        let mut out = Vec::new();
+        for l in leases {
+            let fenced = st.jobs.get(&l.id).is_some_and(|j| holds(j, l));
+            if !fenced || !st.dead(&l.owner, cutoff) {
+                continue;
+            }
+            st.rescue_job(
+                l.id,
+                "node died: the node running this attempt stopped heartbeating",
+                now,
+            );
+            out.push(l.id);
+        }
+        Ok(out)
+    }
+
+    async fn cron_last_tick(&self, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.lock().cron.get(name).copied())
+    }
+
+    async fn enqueue_cron(
+        &self,
+        name: &str,
+        tick: DateTime<Utc>,
+        job: NewJob,
+    ) -> Result<Option<Enqueued>, StoreError> {
+        validate_new_job(&job)?;
+        let now = self.clock.now();
+        let mut st = self.lock();
+        if st.cron.get(name).is_some_and(|last| *last >= tick) {
+            return Ok(None);
+        }
+        st.cron.insert(name.to_owned(), tick);
+        Ok(st.insert(vec![job], now).pop())
     }
 }

@@ -19,7 +19,7 @@ use crate::job::NewJob;
 use crate::priority::Priority;
 use crate::status::JobStatus;
 use crate::store::{
-    Ack, CancelOutcome, ClaimParams, JobLease, ListJobs, Outcome, Store, StoreError,
+    Ack, CancelOutcome, ClaimParams, JobLease, ListJobs, NodeInfo, Outcome, Store, StoreError,
 };
 use crate::testkit::ManualClock;
 
@@ -48,7 +48,10 @@ macro_rules! store_contract_tests {
             rescue_never_overwrites_a_completed_job, late_ack_after_rescue_is_fenced,
             progress_is_fenced, list_filters_and_pagination, pause_and_resume,
             counts_by_queue_and_status, live_counts_by_queue_and_status, prune_finished, next_run_at,
-            concurrent_claimers_claim_each_job_once, unique_key_race);
+            concurrent_claimers_claim_each_job_once, unique_key_race,
+            nodes_register_heartbeat_and_die, leadership_is_exclusive_expires_and_moves,
+            only_the_holder_renews_or_releases, leadership_race_has_one_winner,
+            cron_tick_record_is_monotonic, dead_owner_rescue_is_fenced);
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
         $(
@@ -1271,4 +1274,326 @@ pub async fn unique_key_race(ts: &TestStore) {
         .await
         .unwrap();
     assert_eq!(live.jobs.len(), KEYS);
+}
+
+// ---- Nodes, leadership, cron ------------------------------------------------------
+
+fn node(ts: &TestStore, id: &str, role: &str) -> NodeInfo {
+    NodeInfo {
+        id: id.to_owned(),
+        host: "host-1".into(),
+        version: "0.1.0".into(),
+        role: role.into(),
+        pool_size: 4,
+        started_at: ts.clock.now(),
+    }
+}
+
+const DEAD_AFTER: Duration = Duration::from_secs(10);
+const TTL: Duration = Duration::from_secs(5);
+
+pub async fn nodes_register_heartbeat_and_die(ts: &TestStore) {
+    let a = node(ts, "node-a", "worker");
+    let b = node(ts, "node-b", "api");
+    ts.store.heartbeat(&a).await.unwrap();
+    ts.store.heartbeat(&b).await.unwrap();
+    let nodes = ts.store.nodes(DEAD_AFTER).await.unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(nodes[0].info, a);
+    assert_eq!(nodes[1].info, b);
+    assert_eq!(nodes[0].heartbeat_at, ts.clock.now());
+    assert!(nodes.iter().all(|n| !n.leader));
+    // a keeps beating, b stops: after dead_after only a is listed.
+    ts.clock.advance(Duration::from_secs(6));
+    ts.store.heartbeat(&a).await.unwrap();
+    ts.clock.advance(Duration::from_secs(6));
+    let nodes = ts.store.nodes(DEAD_AFTER).await.unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0].info.id, "node-a");
+    assert_eq!(
+        nodes[0].heartbeat_at,
+        ts.clock.now() - chrono::Duration::seconds(6)
+    );
+    // The leader is marked.
+    assert!(
+        ts.store
+            .acquire_leadership("maintenance", "node-a", TTL)
+            .await
+            .unwrap()
+    );
+    assert!(ts.store.nodes(DEAD_AFTER).await.unwrap()[0].leader);
+    // Dead rows are pruned after a while; live ones stay.
+    assert_eq!(
+        ts.store
+            .prune_nodes(Duration::from_secs(100))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        ts.store.prune_nodes(Duration::from_secs(10)).await.unwrap(),
+        1
+    );
+    // A deregistered node is gone at once; deregistering twice is fine.
+    ts.store.deregister("node-a").await.unwrap();
+    ts.store.deregister("node-a").await.unwrap();
+    assert!(ts.store.nodes(DEAD_AFTER).await.unwrap().is_empty());
+}
+
+pub async fn leadership_is_exclusive_expires_and_moves(ts: &TestStore) {
+    let l = "maintenance";
+    assert!(ts.store.acquire_leadership(l, "a", TTL).await.unwrap());
+    assert!(!ts.other.acquire_leadership(l, "b", TTL).await.unwrap());
+    // Another lease name is independent.
+    assert!(
+        ts.other
+            .acquire_leadership("other", "b", TTL)
+            .await
+            .unwrap()
+    );
+    ts.clock.advance(Duration::from_secs(3));
+    assert!(
+        ts.store.acquire_leadership(l, "a", TTL).await.unwrap(),
+        "the holder renews"
+    );
+    ts.clock.advance(Duration::from_secs(4));
+    assert!(
+        !ts.other.acquire_leadership(l, "b", TTL).await.unwrap(),
+        "the renewed lease still holds"
+    );
+    ts.clock.advance(Duration::from_secs(2));
+    assert!(
+        ts.other.acquire_leadership(l, "b", TTL).await.unwrap(),
+        "an expired lease moves"
+    );
+    assert!(!ts.store.acquire_leadership(l, "a", TTL).await.unwrap());
+}
+
+pub async fn only_the_holder_renews_or_releases(ts: &TestStore) {
+    let l = "maintenance";
+    assert!(ts.store.acquire_leadership(l, "a", TTL).await.unwrap());
+    assert!(!ts.store.release_leadership(l, "b").await.unwrap());
+    assert!(!ts.store.acquire_leadership(l, "b", TTL).await.unwrap());
+    assert!(ts.store.release_leadership(l, "a").await.unwrap());
+    assert!(!ts.store.release_leadership(l, "a").await.unwrap());
+    assert!(
+        ts.other.acquire_leadership(l, "b", TTL).await.unwrap(),
+        "a released lease is free at once"
+    );
+    assert!(!ts.store.acquire_leadership(l, "a", TTL).await.unwrap());
+}
+
+pub async fn leadership_race_has_one_winner(ts: &TestStore) {
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = if i % 2 == 0 {
+            ts.store.clone()
+        } else {
+            ts.other.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            store
+                .acquire_leadership("maintenance", &format!("n{i}"), TTL)
+                .await
+                .expect("acquire")
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.expect("task"));
+    }
+    assert_eq!(winners, 1);
+}
+
+pub async fn cron_tick_record_is_monotonic(ts: &TestStore) {
+    let t = |s: i64| ts.clock.now() + chrono::Duration::seconds(s);
+    let job = |tick: chrono::DateTime<chrono::Utc>| {
+        NewJob::new("echo", json!({}))
+            .unique_key(format!("cron:c:{}", tick.timestamp()))
+            .run_at(tick)
+    };
+    assert_eq!(ts.store.cron_last_tick("c").await.unwrap(), None);
+    let first = ts.store.enqueue_cron("c", t(1), job(t(1))).await.unwrap();
+    assert!(first.is_some_and(|e| !e.duplicate));
+    assert_eq!(ts.store.cron_last_tick("c").await.unwrap(), Some(t(1)));
+    // The same tick again, from either handle: nothing.
+    assert!(
+        ts.other
+            .enqueue_cron("c", t(1), job(t(1)))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let id = ts
+        .store
+        .enqueue_cron("c", t(3), job(t(3)))
+        .await
+        .unwrap()
+        .expect("a later tick is enqueued")
+        .id;
+    assert_eq!(
+        get(ts, id).await.unique_key.as_deref(),
+        Some(&*format!("cron:c:{}", t(3).timestamp()))
+    );
+    // An earlier tick never moves the record back (or enqueues).
+    assert!(
+        ts.store
+            .enqueue_cron("c", t(2), job(t(2)))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(ts.store.cron_last_tick("c").await.unwrap(), Some(t(3)));
+    assert_eq!(ts.store.cron_last_tick("other").await.unwrap(), None);
+    // Racing enqueues of one tick: exactly one.
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let store = if i % 2 == 0 {
+            ts.store.clone()
+        } else {
+            ts.other.clone()
+        };
+        let j = job(t(4));
+        let tick = t(4);
+        tasks.push(tokio::spawn(async move {
+            store
+                .enqueue_cron("c", tick, j)
+                .await
+                .expect("enqueue_cron")
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        won += usize::from(task.await.expect("task").is_some());
+    }
+    assert_eq!(won, 1);
+    let page = ts
+        .store
+        .list(&ListJobs {
+            limit: 100,
+            ..ListJobs::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.jobs.len(), 3);
+    // A bad job is refused and the record does not move.
+    let bad = NewJob::new("", json!({}));
+    assert!(ts.store.enqueue_cron("c", t(9), bad).await.is_err());
+    assert_eq!(ts.store.cron_last_tick("c").await.unwrap(), Some(t(4)));
+}
+
+pub async fn dead_owner_rescue_is_fenced(ts: &TestStore) {
+    let dead = node(ts, "node-dead", "worker");
+    let live = node(ts, "node-live", "worker");
+    ts.store.heartbeat(&dead).await.unwrap();
+    ts.store.heartbeat(&live).await.unwrap();
+    let a = enqueue(ts, noop(1).max_attempts(1)).await;
+    let b = enqueue(ts, noop(2)).await;
+    let c = enqueue(ts, noop(3)).await;
+    let d = enqueue(ts, noop(4)).await;
+    let on_dead = ts.store.claim(&claim_params("node-dead", 3)).await.unwrap();
+    assert_eq!(on_dead.len(), 3);
+    let on_live = ts.store.claim(&claim_params("node-live", 1)).await.unwrap();
+    assert_eq!(on_live[0].id, d);
+    let unregistered = enqueue(ts, noop(5)).await;
+    let ghost = ts
+        .store
+        .claim(&claim_params("node-unregistered", 1))
+        .await
+        .unwrap();
+    assert_eq!(ghost[0].id, unregistered);
+    // Within dead_after nobody is dead.
+    ts.clock.advance(Duration::from_secs(8));
+    ts.store.heartbeat(&live).await.unwrap();
+    assert!(
+        ts.store
+            .find_orphaned(DEAD_AFTER, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    ts.clock.advance(Duration::from_secs(4));
+    ts.store.heartbeat(&live).await.unwrap();
+    // node-dead is silent for 12 s, its leases (30 s) have not expired.
+    let mut found = ts.store.find_orphaned(DEAD_AFTER, 10).await.unwrap();
+    found.sort_by_key(|l| l.id);
+    let mut want: Vec<JobLease> = on_dead.iter().filter_map(|j| j.lease()).collect();
+    want.sort_by_key(|l| l.id);
+    assert_eq!(found, want, "only the dead node's running jobs");
+    // Between the find and the rescue, job c completes (late but with its lease).
+    let lc = on_dead.iter().find(|j| j.id == c).unwrap().lease().unwrap();
+    assert!(
+        ack1(
+            ts,
+            lc,
+            Outcome::Completed {
+                result: json!(null)
+            }
+        )
+        .await
+    );
+    // A stale lease (wrong attempt) is fenced too.
+    let mut stale = want.clone();
+    stale.push(JobLease {
+        id: d,
+        attempt: 1,
+        owner: "node-dead".into(),
+    });
+    let mut rescued = ts.store.rescue_orphaned(&stale, DEAD_AFTER).await.unwrap();
+    rescued.sort();
+    let mut expect = vec![a, b];
+    expect.sort();
+    assert_eq!(rescued, expect);
+    assert_eq!(get(ts, c).await.status, JobStatus::Completed);
+    assert_eq!(get(ts, d).await.status, JobStatus::Running);
+    assert_eq!(get(ts, unregistered).await.status, JobStatus::Running);
+    let ja = get(ts, a).await;
+    assert_eq!(ja.status, JobStatus::Failed, "attempts used up");
+    assert_eq!(ja.errors.len(), 1);
+    let jb = get(ts, b).await;
+    assert_eq!(jb.status, JobStatus::Queued);
+    assert_eq!(jb.lease_owner, None);
+    assert_eq!(
+        (jb.errors[0].attempt, jb.errors[0].kind),
+        (1, ErrorKind::Retryable)
+    );
+    // A late ack of the rescued attempt is fenced.
+    let lb = on_dead.iter().find(|j| j.id == b).unwrap().lease().unwrap();
+    assert!(
+        !ack1(
+            ts,
+            lb.clone(),
+            Outcome::Completed {
+                result: json!(null)
+            }
+        )
+        .await
+    );
+    // Rescuing again changes nothing.
+    assert!(
+        ts.store
+            .rescue_orphaned(&[lb], DEAD_AFTER)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A node that comes back before the rescue keeps its jobs.
+    let again = claim_one(ts).await;
+    assert_eq!(again.id, b);
+    let back = node(ts, OWNER, "worker");
+    ts.store.heartbeat(&back).await.unwrap();
+    ts.clock.advance(Duration::from_secs(11));
+    ts.store.heartbeat(&live).await.unwrap();
+    let orphans = ts.store.find_orphaned(DEAD_AFTER, 10).await.unwrap();
+    assert_eq!(orphans, vec![again.lease().unwrap()]);
+    ts.store.heartbeat(&back).await.unwrap();
+    assert!(
+        ts.store
+            .rescue_orphaned(&orphans, DEAD_AFTER)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the owner is alive again"
+    );
+    assert_eq!(get(ts, b).await.status, JobStatus::Running);
 }

@@ -1,0 +1,102 @@
+//! The process's connection to Redis and its health.
+//!
+//! One [`redis::aio::ConnectionManager`] (multiplexed, reconnects by itself after a
+//! dropped connection) is shared by every user in the process, plus a keeper task that
+//! PINGs it: every 2 s while Redis answers, every 500 ms while it does not. Users ask
+//! [`Link::conn`] before each use and get `None` while Redis is down, so during an
+//! outage no caller waits on a dead connection: they fall back at once (local buckets),
+//! and only the keeper keeps trying. A caller whose command fails reports it with
+//! [`Link::failed`], which marks Redis down at once; the keeper's next good PING marks
+//! it up again. [`RedisHealth`] turns both into `kyu_redis_up` and one log line per
+//! change.
+
+use std::fmt::Display;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::telemetry::redis::RedisHealth;
+
+/// PING period while Redis answers.
+const EVERY_UP: Duration = Duration::from_secs(2);
+/// PING period while it does not: how soon shared limits come back after an outage.
+const EVERY_DOWN: Duration = Duration::from_millis(500);
+/// A PING (or connect) that takes longer than this counts as "down".
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Redis as this process sees it.
+pub struct Link {
+    conn: ConnectionManager,
+    prefix: String,
+    health: RedisHealth,
+}
+
+impl Link {
+    /// Connects lazily to `url` and starts the keeper. Keys start with `prefix`
+    /// (`KYU_REDIS_PREFIX`). Must run inside a tokio runtime; a URL redis cannot parse
+    /// is an error (a bad setting). The keeper ends when the last `Arc<Link>` drops.
+    pub fn open(url: &str, prefix: &str) -> redis::RedisResult<Arc<Link>> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(PING_TIMEOUT))
+            .set_response_timeout(Some(PING_TIMEOUT))
+            // One quick retry inside the manager; the keeper does the long-term retrying.
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(200));
+        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        let link = Arc::new(Link {
+            conn,
+            prefix: prefix.to_owned(),
+            health: RedisHealth::new(),
+        });
+        tokio::spawn(keep(Arc::downgrade(&link)));
+        Ok(link)
+    }
+
+    /// `prefix` + `rest`: every key kyu uses.
+    pub fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+
+    /// A handle on the connection while Redis answers; `None` while it is down.
+    pub fn conn(&self) -> Option<ConnectionManager> {
+        self.health.is_up().then(|| self.conn.clone())
+    }
+
+    /// Whether Redis answered last time anyone asked.
+    pub fn is_up(&self) -> bool {
+        self.health.is_up()
+    }
+
+    /// A command failed or timed out: Redis is down until the keeper's next good PING.
+    pub fn failed(&self, error: &dyn Display) {
+        self.health.report_err(error);
+    }
+
+    async fn ping(&self) -> Result<(), String> {
+        let mut c = self.conn.clone();
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut c);
+        match tokio::time::timeout(PING_TIMEOUT, ping).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {PING_TIMEOUT:?}")),
+        }
+    }
+}
+
+/// PINGs while the link lives.
+async fn keep(link: std::sync::Weak<Link>) {
+    loop {
+        let Some(l) = link.upgrade() else { return };
+        match l.ping().await {
+            Ok(()) => l.health.report_ok(),
+            Err(e) => l.health.report_err(&e),
+        }
+        let wait = if l.is_up() { EVERY_UP } else { EVERY_DOWN };
+        drop(l);
+        tokio::time::sleep(wait).await;
+    }
+}
