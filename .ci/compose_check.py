@@ -93,6 +93,7 @@ for name in apis + workers:
         check(env.get("KYU_BIND") == "0.0.0.0:7878", f"{name}: KYU_BIND {env.get('KYU_BIND')}")
     else:
         check(not svc.get("ports"), f"{name}: a worker publishes no port")
+        check(env.get("KYU_METRICS_BIND") == "0.0.0.0:9464", f"{name}: KYU_METRICS_BIND for Prometheus")
 
 pg = services["postgres"]["environment"]
 for name in apis + workers:
@@ -112,7 +113,7 @@ for flag, value in (("--appendonly", "yes"), ("--appendfsync", "everysec")):
 check("/data" in mounts(redis), "redis: /data is on a volume")
 check(redis.get("restart") == "unless-stopped", "redis: restart unless-stopped")
 
-# ---- Prometheus: the repository's config and rules, the API nodes as targets --------
+# ---- Prometheus: the repository's config and rules, every node as a target ---------
 prom = services["prometheus"]
 flags = dict(a.split("=", 1) for a in prom.get("command", []) if "=" in a)
 config_in = flags.get("--config.file", "/etc/prometheus/prometheus.yml")
@@ -121,7 +122,8 @@ check(config_host is not None and config_host.is_file(), f"prometheus: {config_i
 if config_host is not None and config_host.is_file():
     cfg = yaml.safe_load(config_host.read_text())
     targets = [t for sc in cfg["scrape_configs"] for s in sc["static_configs"] for t in s["targets"]]
-    check(sorted(targets) == [f"{a}:7878" for a in apis], f"prometheus targets {targets}, want the API services")
+    want = sorted([f"{a}:7878" for a in apis] + [f"{w}:9464" for w in workers])
+    check(sorted(targets) == want, f"prometheus targets {targets}, want {want}")
     for rule in cfg.get("rule_files", []):
         in_container = os.path.normpath(str(Path(config_in).parent / rule))
         rule_host = host_path(prom, in_container)

@@ -46,6 +46,7 @@ pub const KEYS: &[&str] = &[
     "KYU_REDIS_PREFIX",
     "KYU_WAKE",
     "KYU_METRICS_SAMPLE_INTERVAL",
+    "KYU_METRICS_BIND",
     "KYU_NODE_HEARTBEAT_INTERVAL",
     "KYU_NODE_DEAD_AFTER",
     "KYU_NODE_RETENTION",
@@ -117,6 +118,9 @@ pub struct Settings {
     pub wake: crate::wake::WakeMode,
     /// How often queue gauges are read from the store (`KYU_METRICS_SAMPLE_INTERVAL`).
     pub metrics_sample_interval: Duration,
+    /// Where `kyu worker` serves `/metrics` and `/healthz` (`KYU_METRICS_BIND`; none: no
+    /// listener). `kyu serve` and `kyu api` serve them on `bind`.
+    pub metrics_bind: Option<SocketAddr>,
     /// How often this process records its heartbeat (`KYU_NODE_HEARTBEAT_INTERVAL`).
     pub node_heartbeat_interval: Duration,
     /// A node silent this long is dead; the leader rescues its jobs (`KYU_NODE_DEAD_AFTER`).
@@ -168,6 +172,7 @@ impl Default for Settings {
             redis_prefix: "kyu:".to_owned(),
             wake: crate::wake::WakeMode::Auto,
             metrics_sample_interval: Duration::from_secs(5),
+            metrics_bind: None,
             node_heartbeat_interval: Duration::from_secs(2),
             node_dead_after: Duration::from_secs(10),
             node_retention: Duration::from_secs(3600),
@@ -383,6 +388,9 @@ impl Settings {
         s.metrics_sample_interval = env
             .duration("KYU_METRICS_SAMPLE_INTERVAL")?
             .unwrap_or(s.metrics_sample_interval);
+        s.metrics_bind = env
+            .parse("KYU_METRICS_BIND", "an address like 0.0.0.0:9464")?
+            .or(s.metrics_bind);
         s.node_heartbeat_interval = env
             .duration("KYU_NODE_HEARTBEAT_INTERVAL")?
             .unwrap_or(s.node_heartbeat_interval);

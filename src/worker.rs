@@ -117,6 +117,15 @@ pub async fn start_engine(
 pub async fn run(s: Settings) -> anyhow::Result<()> {
     let redis = redis_link(&s)?;
     let store = open_store(&s).await?;
+    // Before the engine, so its first readings are recorded; the listener stops when
+    // this sender says so or is dropped.
+    let (stop_metrics, mut stopped) = tokio::sync::watch::channel(());
+    if let Some(addr) = s.metrics_bind {
+        let until = async move {
+            let _ = stopped.changed().await;
+        };
+        crate::telemetry::endpoint::start(addr, &s, store.backend(), until).await?;
+    }
     let engine = Arc::new(start_engine(&s, store.clone(), redis.as_ref()).await?);
     let node = start_engine_node(store, &s, Role::Worker, &engine).await;
     // Jobs committed on other nodes wake this engine at once (polling stays the fallback).
@@ -127,6 +136,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
             node.shutdown().await;
             tracing::info!(grace_ms = s.shutdown_grace.as_millis() as u64, "stopping: finishing running jobs");
             engine.shutdown(s.shutdown_grace).await?;
+            let _ = stop_metrics.send(());
             tracing::info!("stopped");
             Ok(())
         }

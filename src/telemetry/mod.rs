@@ -3,6 +3,7 @@
 //! The metric names themselves are the contract in [`kyu_actors::telemetry`]; the
 //! engine emits its own metrics, this module adds what only the process can see.
 
+pub mod endpoint;
 pub mod exporter;
 pub mod logging;
 pub mod redis;
