@@ -612,7 +612,7 @@ impl Store for SqliteStore {
     async fn queues(&self) -> Result<Vec<QueueState>, StoreError> {
         let rows: Vec<(String, bool)> = sqlx::query_as(
             // The distinct queue names by a loose index scan (one index probe per queue
-            // through jobs_queue_status), not a scan of every job.
+            // through jobs_queue_id), not a scan of every job.
             "WITH RECURSIVE names(name) AS (SELECT MIN(queue) FROM jobs \
                UNION ALL SELECT (SELECT MIN(queue) FROM jobs WHERE queue > names.name) \
                FROM names WHERE names.name IS NOT NULL) \
