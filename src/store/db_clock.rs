@@ -3,9 +3,15 @@
 //! whatever its own clock says. Reading it costs a round trip, so it is read once a
 //! second and carried forward on this node's monotonic clock in between: the error is
 //! half a round trip plus a second's drift, not the skew between nodes.
+//!
+//! It never goes back: a fresh reading that lands below what was already handed out
+//! (the half-round-trip guess was off) is held at that value. Otherwise a job enqueued
+//! just before a refresh could carry a `run_at` after the "now" of the claim that
+//! follows, and an idle dispatcher would not look again until the next wake-up.
 
 use std::future::Future;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use kyu_actors::StoreError;
@@ -16,6 +22,8 @@ const REFRESH: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub struct DbClock {
     last: Mutex<Option<(i64, Instant)>>,
+    /// The largest value handed out.
+    high: AtomicI64,
 }
 
 fn since(at: Instant) -> i64 {
@@ -32,14 +40,19 @@ impl DbClock {
         if let Some((ms, at)) = *self.last.lock().unwrap_or_else(|e| e.into_inner())
             && at.elapsed() < REFRESH
         {
-            return Ok(ms.saturating_add(since(at)));
+            return Ok(self.forward(ms.saturating_add(since(at))));
         }
         let sent = Instant::now();
         let db = read().await?;
         // The database read its clock about halfway through the round trip.
         let at = sent + sent.elapsed() / 2;
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((db, at));
-        Ok(db.saturating_add(since(at)))
+        Ok(self.forward(db.saturating_add(since(at))))
+    }
+
+    /// `ms`, or the largest value handed out if that is later.
+    fn forward(&self, ms: i64) -> i64 {
+        self.high.fetch_max(ms, Ordering::Relaxed).max(ms)
     }
 }
 
@@ -61,5 +74,15 @@ mod tests {
         let b = c.now(|| async { Ok(5) }).await.unwrap();
         assert_eq!(reads, 1);
         assert!(a >= 1_000_000 && b >= a && b < 1_001_000, "{a} {b}");
+    }
+
+    #[tokio::test]
+    async fn a_lower_fresh_reading_does_not_turn_it_back() {
+        let c = DbClock::default();
+        let a = c.now(|| async { Ok(1_000_000) }).await.unwrap();
+        // The next reading (forced) says the database is 50 ms behind the first guess.
+        *c.last.lock().unwrap() = None;
+        let b = c.now(|| async { Ok(999_950) }).await.unwrap();
+        assert!(b >= a, "{a} then {b}");
     }
 }

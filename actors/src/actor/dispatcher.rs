@@ -35,6 +35,12 @@ use crate::telemetry;
 /// Claims that may be in flight at once.
 const MAX_CLAIMS_IN_FLIGHT: usize = 2;
 
+/// After a claim comes back empty the dispatcher waits for a wake-up, but looks once
+/// more after this long: a job committed as the claim ran (on another connection or
+/// node, its `run_at` a few ms ahead of the claim's clock) is not left until the next
+/// wake-up or poll. One extra claim per wake-up, not a loop.
+const RECHECK_AFTER: Duration = Duration::from_millis(25);
+
 /// A wait longer than this for a provider token sends the job back to the store.
 const SNOOZE_AFTER: Duration = Duration::from_millis(500);
 
@@ -43,6 +49,8 @@ pub struct Dispatcher;
 pub enum DispatcherMsg {
     /// Something may be claimable (enqueue, rescue, due job, token available).
     Wake,
+    /// The one look again after an empty claim ([`RECHECK_AFTER`]).
+    Recheck,
     /// A claim for this many jobs returned.
     Claimed(u32, Result<Vec<Job>, StoreError>),
     Finished(Uuid, RunResult),
@@ -94,6 +102,9 @@ pub struct DispatcherState {
     requested: usize,
     /// A wake-up came while a claim was in flight: claim again when it returns.
     rewake: bool,
+    /// The current claim comes from a [`DispatcherMsg::Recheck`]: if it is empty too,
+    /// the dispatcher parks for good (until a wake-up).
+    rechecking: bool,
     backlog: bool,
     draining: bool,
     drain_waiters: Vec<RpcReplyPort<()>>,
@@ -428,6 +439,7 @@ impl Actor for Dispatcher {
             claims_in_flight: 0,
             requested: 0,
             rewake: false,
+            rechecking: false,
             backlog: false,
             draining: false,
             drain_waiters: Vec::new(),
@@ -443,7 +455,8 @@ impl Actor for Dispatcher {
         st: &mut DispatcherState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            DispatcherMsg::Wake => {
+            DispatcherMsg::Wake | DispatcherMsg::Recheck => {
+                st.rechecking = matches!(msg, DispatcherMsg::Recheck);
                 st.token_wake_at = None;
                 if st.claims_in_flight > 0 {
                     st.rewake = true;
@@ -477,6 +490,9 @@ impl Actor for Dispatcher {
                             // job, a due delayed job, the poll). Claiming again at once
                             // would spin on the store while idle.
                             st.start_eligible(&me).await;
+                            if !std::mem::take(&mut st.rechecking) {
+                                me.send_after(RECHECK_AFTER, || DispatcherMsg::Recheck);
+                            }
                         } else {
                             st.pump(&me).await;
                         }
