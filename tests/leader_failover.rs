@@ -94,6 +94,13 @@ async fn cron_rows(store: &dyn Store) -> BTreeMap<String, usize> {
     }
 }
 
+/// The latest tick among cron jobs' unique keys (`cron:tick:<epoch s>`).
+fn last_tick(rows: &BTreeMap<String, usize>) -> Option<i64> {
+    rows.keys()
+        .filter_map(|k| k.strip_prefix("cron:tick:")?.parse::<i64>().ok())
+        .max()
+}
+
 async fn wait_for<F, Fut>(what: &str, limit: Duration, mut f: F)
 where
     F: FnMut() -> Fut,
@@ -145,7 +152,15 @@ async fn the_leader_dies_and_another_takes_over_without_losing_or_doubling_cron_
         .expect("leader listed");
 
     // Cron runs under the first leader for a while.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    wait_for(
+        "three cron ticks under the first leader",
+        Duration::from_secs(30),
+        || {
+            let store = &store;
+            async move { cron_rows(&**store).await.len() >= 3 }
+        },
+    )
+    .await;
     let before = cron_rows(&*store).await;
     assert!(before.len() >= 3, "cron ticks before the kill: {before:?}");
 
@@ -194,7 +209,16 @@ async fn the_leader_dies_and_another_takes_over_without_losing_or_doubling_cron_
     assert_eq!(listed.iter().filter(|(_, l)| *l).count(), 1, "{listed:?}");
 
     // Cron goes on under the new leader.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let kill_tick = last_tick(&before).expect("ticks before");
+    wait_for(
+        "five cron ticks past the kill",
+        Duration::from_secs(30),
+        || {
+            let store = &store;
+            async move { last_tick(&cron_rows(&**store).await).is_some_and(|t| t >= kill_tick + 5) }
+        },
+    )
+    .await;
     let rows = cron_rows(&*store).await;
     let doubled: Vec<_> = rows.iter().filter(|(_, n)| **n > 1).collect();
     assert!(doubled.is_empty(), "cron ticks enqueued twice: {doubled:?}");
@@ -209,11 +233,6 @@ async fn the_leader_dies_and_another_takes_over_without_losing_or_doubling_cron_
     let (first, last) = (ticks[0], ticks[ticks.len() - 1]);
     let missing: Vec<i64> = (first..=last).filter(|t| !ticks.contains(t)).collect();
     assert!(missing.is_empty(), "cron ticks skipped: {missing:?}");
-    let kill_tick = before
-        .keys()
-        .filter_map(|k| k.strip_prefix("cron:tick:")?.parse::<i64>().ok())
-        .max()
-        .expect("ticks before");
     assert!(
         last >= kill_tick + 5,
         "ticks continue after the failover: {kill_tick} → {last}"
