@@ -42,6 +42,20 @@ pub const KEYS: &[&str] = &[
     "AI_REQUEST_TIMEOUT",
     "AI_MAX_CONCURRENT_REQUESTS",
     "AI_FALLBACK_ENABLED",
+    "GROQ_API_KEY",
+    "GROQ_BASE_URL",
+    "GROQ_MODEL",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_MODEL",
+    "KYU_RATE_LIMITS",
+    "KYU_FETCH_ALLOW_PRIVATE",
+    "KYU_FETCH_MAX_BYTES",
+    "KYU_FETCH_TIMEOUT",
+    "KYU_FETCH_MAX_REDIRECTS",
+    "KYU_WEBHOOK_SECRET",
+    "KYU_WEBHOOK_ALLOW_PRIVATE",
+    "KYU_WEBHOOK_TIMEOUT",
     "REDIS_URL",
     "KYU_REDIS_PREFIX",
     "KYU_WAKE",
@@ -109,6 +123,17 @@ pub struct Settings {
     pub ai_request_timeout: Duration,
     pub ai_max_concurrent_requests: usize,
     pub ai_fallback_enabled: bool,
+    /// Groq, or any OpenAI-compatible chat-completions server (`GROQ_*`).
+    pub groq: ProviderSettings,
+    /// Anthropic's messages API (`ANTHROPIC_*`).
+    pub anthropic: ProviderSettings,
+    /// Buckets of named providers (`KYU_RATE_LIMITS`: `groq=100/10,claude=50/5`, per
+    /// minute / burst); other providers get `RATE_LIMIT_*`.
+    pub provider_limits: std::collections::BTreeMap<String, kyu_actors::Limit>,
+    /// What `extract_content` may fetch (`KYU_FETCH_*`).
+    pub fetch: FetchSettings,
+    /// How the `http` (webhook) job calls out (`KYU_WEBHOOK_*`).
+    pub webhook: WebhookSettings,
     /// Redis for wake-ups and shared limits across nodes (`REDIS_URL`; none: one node).
     pub redis_url: Option<String>,
     /// Start of every Redis key and channel kyu uses (`KYU_REDIS_PREFIX`, default `kyu:`),
@@ -168,6 +193,28 @@ impl Default for Settings {
             ai_request_timeout: Duration::from_secs(30),
             ai_max_concurrent_requests: 10,
             ai_fallback_enabled: true,
+            groq: ProviderSettings {
+                api_key: None,
+                base_url: "https://api.groq.com/openai/v1".to_owned(),
+                model: "llama-3.1-8b-instant".to_owned(),
+            },
+            anthropic: ProviderSettings {
+                api_key: None,
+                base_url: "https://api.anthropic.com".to_owned(),
+                model: "claude-haiku-4-5".to_owned(),
+            },
+            provider_limits: std::collections::BTreeMap::new(),
+            fetch: FetchSettings {
+                allow_private: false,
+                max_bytes: 5 * 1024 * 1024,
+                timeout: Duration::from_secs(20),
+                max_redirects: 5,
+            },
+            webhook: WebhookSettings {
+                secret: None,
+                allow_private: false,
+                timeout: Duration::from_secs(30),
+            },
             redis_url: None,
             redis_prefix: "kyu:".to_owned(),
             wake: crate::wake::WakeMode::Auto,
@@ -378,6 +425,48 @@ impl Settings {
         s.ai_fallback_enabled = env
             .flag("AI_FALLBACK_ENABLED")?
             .unwrap_or(s.ai_fallback_enabled);
+        for (prefix, p) in [("GROQ", &mut s.groq), ("ANTHROPIC", &mut s.anthropic)] {
+            if let Some(v) = env.raw(&format!("{prefix}_API_KEY")) {
+                p.api_key = Some(Secret(v.trim().to_owned()));
+            }
+            if let Some(v) = env.raw(&format!("{prefix}_BASE_URL")) {
+                let key = format!("{prefix}_BASE_URL");
+                let url = reqwest::Url::parse(v.trim())
+                    .map_err(|e| Env::bad(&key, v, format!("expected an http(s) URL ({e})")))?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(Env::bad(&key, v, "expected an http(s) URL"));
+                }
+                p.base_url = v.trim().trim_end_matches('/').to_owned();
+            }
+            if let Some(v) = env.raw(&format!("{prefix}_MODEL")) {
+                p.model = v.trim().to_owned();
+            }
+        }
+        if let Some(v) = env.raw("KYU_RATE_LIMITS") {
+            s.provider_limits =
+                parse_provider_limits(v).map_err(|m| Env::bad("KYU_RATE_LIMITS", v, m))?;
+        }
+        s.fetch.allow_private = env
+            .flag("KYU_FETCH_ALLOW_PRIVATE")?
+            .unwrap_or(s.fetch.allow_private);
+        s.fetch.max_bytes = env
+            .parse("KYU_FETCH_MAX_BYTES", "a number of bytes")?
+            .unwrap_or(s.fetch.max_bytes);
+        s.fetch.timeout = env
+            .duration("KYU_FETCH_TIMEOUT")?
+            .unwrap_or(s.fetch.timeout);
+        s.fetch.max_redirects = env
+            .parse("KYU_FETCH_MAX_REDIRECTS", "a whole number")?
+            .unwrap_or(s.fetch.max_redirects);
+        if let Some(v) = env.raw("KYU_WEBHOOK_SECRET") {
+            s.webhook.secret = Some(Secret(v.trim().to_owned()));
+        }
+        s.webhook.allow_private = env
+            .flag("KYU_WEBHOOK_ALLOW_PRIVATE")?
+            .unwrap_or(s.webhook.allow_private);
+        s.webhook.timeout = env
+            .duration("KYU_WEBHOOK_TIMEOUT")?
+            .unwrap_or(s.webhook.timeout);
         s.redis_url = env.raw("REDIS_URL").map(str::to_owned);
         if let Some(v) = env.raw("KYU_REDIS_PREFIX") {
             s.redis_prefix = v.trim().to_owned();
@@ -515,6 +604,25 @@ impl Settings {
                 return bad(key, "0".into(), "expected more than 0");
             }
         }
+        for (key, d) in [
+            ("AI_REQUEST_TIMEOUT", self.ai_request_timeout),
+            ("KYU_FETCH_TIMEOUT", self.fetch.timeout),
+            ("KYU_WEBHOOK_TIMEOUT", self.webhook.timeout),
+        ] {
+            if d.is_zero() {
+                return bad(key, "0".into(), "expected more than 0");
+            }
+        }
+        if self.fetch.max_bytes == 0 {
+            return bad("KYU_FETCH_MAX_BYTES", "0".into(), "expected more than 0");
+        }
+        if self.fetch.max_redirects > 20 {
+            return bad(
+                "KYU_FETCH_MAX_REDIRECTS",
+                self.fetch.max_redirects.to_string(),
+                "expected 0..=20",
+            );
+        }
         if self.header_read_timeout.is_zero() {
             return bad(
                 "KYU_HEADER_READ_TIMEOUT",
@@ -531,6 +639,81 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// A value that must never be printed (API keys, signing secrets): `Debug` shows
+/// `Secret(…)`, and there is no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+/// One AI provider's endpoint, key and model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderSettings {
+    /// None: the provider is skipped (and the result says so).
+    pub api_key: Option<Secret>,
+    /// Without a trailing slash.
+    pub base_url: String,
+    pub model: String,
+}
+
+/// Limits of `extract_content`'s fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchSettings {
+    /// Whether loopback, private, link-local and other internal addresses may be
+    /// fetched (SSRF guard off). Tests switch it on for their loopback servers.
+    pub allow_private: bool,
+    pub max_bytes: usize,
+    pub timeout: Duration,
+    pub max_redirects: usize,
+}
+
+/// How the `http` job calls out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// Signs each body: `X-Kyu-Signature: sha256=<hex HMAC-SHA256>`.
+    pub secret: Option<Secret>,
+    pub allow_private: bool,
+    pub timeout: Duration,
+}
+
+/// `groq=100/10,claude=50` → buckets (per minute / burst; burst defaults to 10).
+fn parse_provider_limits(
+    v: &str,
+) -> Result<std::collections::BTreeMap<String, kyu_actors::Limit>, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (name, shape) = item
+            .split_once('=')
+            .ok_or_else(|| format!("`{item}`: expected provider=PER_MINUTE[/BURST]"))?;
+        let (per, burst) = shape.split_once('/').unwrap_or((shape, "10"));
+        let num = |t: &str| {
+            t.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("`{item}`: expected whole numbers above 0"))
+        };
+        out.insert(
+            name.trim().to_owned(),
+            kyu_actors::Limit {
+                per_minute: num(per)?,
+                burst: num(burst)?,
+            },
+        );
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -569,5 +752,28 @@ mod tests {
         assert_eq!(e.key, "KYU_WORKERS_MIN");
         let e = Settings::from_env(&Env::from_pairs([("KYU_AUTOSCALE", "maybe")])).unwrap_err();
         assert_eq!(e.key, "KYU_AUTOSCALE");
+        let e =
+            Settings::from_env(&Env::from_pairs([("KYU_RATE_LIMITS", "groq=fast")])).unwrap_err();
+        assert_eq!(e.key, "KYU_RATE_LIMITS");
+        let e = Settings::from_env(&Env::from_pairs([("GROQ_BASE_URL", "ftp://x")])).unwrap_err();
+        assert_eq!(e.key, "GROQ_BASE_URL");
+    }
+
+    #[test]
+    fn provider_limits_and_secrets() {
+        let s = Settings::from_env(&Env::from_pairs([
+            ("KYU_RATE_LIMITS", "groq=100/5, claude=50"),
+            ("GROQ_API_KEY", "gsk-very-secret"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.provider_limits.get("groq"),
+            Some(&kyu_actors::Limit {
+                per_minute: 100,
+                burst: 5
+            })
+        );
+        assert_eq!(s.provider_limits["claude"].burst, 10);
+        assert!(!format!("{s:?}").contains("gsk-very-secret"));
     }
 }

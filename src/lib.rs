@@ -7,6 +7,8 @@
 //! - [`bench`]: the benchmarks `kyu bench` runs.
 //! - [`web`]: the web page for people at `/` (server-rendered, same auth as the API).
 //! - [`redis`]: the optional Redis link and the rate limits shared through it.
+//! - [`handlers`]: the built-in job types; [`providers`]: the AI provider clients;
+//!   [`net`]: outbound HTTP (error classes, SSRF guard).
 //!
 //! The engine core (job model, actors) is the `kyu-actors` crate, re-exported as
 //! [`engine`].
@@ -18,7 +20,10 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod handlers;
+pub mod net;
 pub mod probe;
+pub mod providers;
 pub mod redis;
 pub mod serve;
 pub mod store;

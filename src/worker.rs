@@ -1,7 +1,6 @@
 //! `kyu worker`: the engine alone against the configured database, until SIGTERM or
 //! SIGINT (graceful: running jobs get the grace period, the rest are given back).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -58,9 +57,10 @@ pub async fn open_store(s: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     Ok(store::metered::MeteredStore::wrap(store))
 }
 
-/// The job types this process runs: the built-ins and those `s` switches on.
+/// The job types this process runs: the built-ins, the seed's jobs (`src/handlers`) and
+/// those `s` switches on.
 pub fn handlers(s: &Settings) -> anyhow::Result<HandlerRegistry> {
-    let mut r = HandlerRegistry::with_builtins();
+    let mut r = crate::handlers::registry(s)?;
     if let Some(path) = &s.ledger_path {
         r.insert("ledger", Arc::new(LedgerJob::new(Ledger::open(path)?)));
     }
@@ -96,6 +96,9 @@ pub async fn start_engine(
         .config(engine_config(s))
         .leadership(kyu_actors::Leadership::elected())
         .cron(cron);
+    for (provider, limit) in &s.provider_limits {
+        b = b.provider_limit(provider.clone(), *limit);
+    }
     if let Some(link) = redis {
         let default = Limit {
             per_minute: s.rate_limit_per_minute,
@@ -104,7 +107,7 @@ pub async fn start_engine(
         b = b.rate_limiter(Arc::new(crate::redis::RedisRateLimiter::new(
             link.clone(),
             default,
-            HashMap::new(),
+            s.provider_limits.clone().into_iter().collect(),
         )));
     }
     if s.autoscale {

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::error::JobError;
+use crate::rate_limit::RateLimits;
 use crate::store::{JobLease, Store};
 
 /// What a handler sees of its job.
@@ -24,26 +25,67 @@ pub struct JobContext {
     /// Cancelled when the job is canceled, its lease is lost, or the engine stops.
     pub cancel: CancellationToken,
     pub progress: Progress,
+    /// The job's provider: the dispatcher already took a token of its bucket.
+    pub provider: Option<String>,
+    /// Other providers' buckets (a fallback chain asks before calling one).
+    pub limits: RateLimits,
+}
+
+impl JobContext {
+    /// A context outside the engine (handler tests, library users running a handler
+    /// by hand): attempt 1 of 1, progress discarded, unlimited local buckets.
+    pub fn detached(job_type: impl Into<String>, payload: serde_json::Value) -> JobContext {
+        JobContext {
+            id: Uuid::now_v7(),
+            job_type: job_type.into(),
+            attempt: 1,
+            max_attempts: 1,
+            payload,
+            cancel: CancellationToken::new(),
+            progress: Progress::discard(),
+            provider: None,
+            limits: RateLimits::local(crate::rate_limit::Limit {
+                per_minute: u32::MAX,
+                burst: u32::MAX,
+            }),
+        }
+    }
+
+    /// `Err(Canceled)` once the job is canceled, its lease lost or the engine stopping:
+    /// handlers call it between steps.
+    pub fn check_canceled(&self) -> Result<(), JobError> {
+        if self.cancel.is_cancelled() {
+            Err(JobError::Canceled("stopped between steps".into()))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// Reports progress (0–100) of the running attempt; fenced by its lease.
 #[derive(Clone)]
 pub struct Progress {
-    store: Arc<dyn Store>,
-    lease: JobLease,
+    target: Option<(Arc<dyn Store>, JobLease)>,
 }
 
 impl Progress {
     pub fn new(store: Arc<dyn Store>, lease: JobLease) -> Progress {
-        Progress { store, lease }
+        Progress {
+            target: Some((store, lease)),
+        }
+    }
+
+    /// Progress that goes nowhere (a handler run outside the engine).
+    pub fn discard() -> Progress {
+        Progress { target: None }
     }
 
     /// Records `percent`; `false` if the lease was lost (stop working).
     pub async fn set(&self, percent: u8) -> bool {
-        self.store
-            .set_progress(&self.lease, percent)
-            .await
-            .unwrap_or(false)
+        match &self.target {
+            Some((store, lease)) => store.set_progress(lease, percent).await.unwrap_or(false),
+            None => true,
+        }
     }
 }
 
@@ -55,6 +97,30 @@ pub trait Handler: Send + Sync + 'static {
     /// What a job of this type gets when its request does not say.
     fn defaults(&self) -> JobDefaults {
         JobDefaults::default()
+    }
+
+    /// Checks a payload at enqueue time, so a bad one is refused (naming the field)
+    /// instead of becoming a job that fails later. Default: anything goes.
+    fn validate(&self, _payload: &serde_json::Value) -> Result<(), PayloadError> {
+        Ok(())
+    }
+}
+
+/// A payload a handler refuses: the field at fault (a JSON path inside the payload,
+/// like `text` or `headers.X-Sig`; empty for the payload as a whole) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("payload.{field}: {message}")]
+pub struct PayloadError {
+    pub field: String,
+    pub message: String,
+}
+
+impl PayloadError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> PayloadError {
+        PayloadError {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -94,6 +160,17 @@ impl HandlerRegistry {
     /// The defaults of `job_type`, if it is registered.
     pub fn defaults(&self, job_type: &str) -> Option<JobDefaults> {
         self.handlers.get(job_type).map(|h| h.defaults())
+    }
+
+    /// Runs `job_type`'s payload check; an unknown type passes (the caller refuses it).
+    pub fn validate(
+        &self,
+        job_type: &str,
+        payload: &serde_json::Value,
+    ) -> Result<(), PayloadError> {
+        self.handlers
+            .get(job_type)
+            .map_or(Ok(()), |h| h.validate(payload))
     }
 
     /// Registered job types, sorted.
@@ -146,6 +223,13 @@ impl Handler for DelayPrint {
             priority: None,
             delay: Some(std::time::Duration::from_secs(180)),
             max_retries: Some(10),
+        }
+    }
+
+    fn validate(&self, payload: &serde_json::Value) -> Result<(), PayloadError> {
+        match payload.get("message") {
+            Some(serde_json::Value::String(_)) => Ok(()),
+            _ => Err(PayloadError::new("message", "must be a string")),
         }
     }
 }

@@ -44,9 +44,10 @@ pub use config::EngineConfig;
 pub use engine::{Engine, EngineBuilder, EngineError, EngineStats};
 pub use error::{AttemptError, ErrorKind, JobError};
 pub use events::EngineEvent;
-pub use handler::{Handler, HandlerRegistry, JobContext, JobDefaults};
+pub use handler::{Handler, HandlerRegistry, JobContext, JobDefaults, PayloadError};
 pub use job::{Job, NewJob, RunAt};
 pub use priority::Priority;
+pub use rate_limit::{Limit, RateLimits};
 pub use status::JobStatus;
 pub use store::{
     Ack, CancelOutcome, ClaimParams, Enqueued, JobLease, JobPage, ListJobs, LiveCount, MAX_PAGE,

@@ -87,6 +87,54 @@ pub trait RateLimitBackend: Send + Sync + 'static {
     async fn cool_down(&self, provider: &str, until: DateTime<Utc>);
 }
 
+/// A handler's view of the rate limiter: buckets by provider name on the engine's
+/// clock. A handler that calls a provider other than its job's own (a fallback chain)
+/// asks here first, and puts a provider that answered 429 in its cool-down.
+#[derive(Clone)]
+pub struct RateLimits {
+    backend: std::sync::Arc<dyn RateLimitBackend>,
+    clock: crate::clock::SharedClock,
+}
+
+impl RateLimits {
+    pub fn new(
+        backend: std::sync::Arc<dyn RateLimitBackend>,
+        clock: crate::clock::SharedClock,
+    ) -> RateLimits {
+        RateLimits { backend, clock }
+    }
+
+    /// Local buckets of `default`'s shape on the system clock (tests, library users).
+    pub fn local(default: Limit) -> RateLimits {
+        RateLimits::new(
+            std::sync::Arc::new(LocalRateLimiter::new(default, HashMap::new())),
+            std::sync::Arc::new(crate::clock::SystemClock),
+        )
+    }
+
+    /// Takes a token of `provider`'s bucket, or says how long until one is there.
+    pub async fn try_acquire(&self, provider: &str) -> Result<(), Duration> {
+        self.backend.try_acquire(provider, self.clock.now()).await
+    }
+
+    /// No tokens for `provider` for `after` (its Retry-After), on every node sharing
+    /// the backend.
+    pub async fn cool_down(&self, provider: &str, after: Duration) {
+        let until = chrono::Duration::from_std(after)
+            .ok()
+            .and_then(|d| self.clock.now().checked_add_signed(d));
+        if let Some(until) = until {
+            self.backend.cool_down(provider, until).await;
+        }
+    }
+}
+
+impl std::fmt::Debug for RateLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RateLimits")
+    }
+}
+
 /// Buckets in this process; one per provider, shaped by `limits` or the default.
 pub struct LocalRateLimiter {
     default: Limit,

@@ -19,6 +19,9 @@ pub enum ApiError {
         message: String,
         field: Option<String>,
     },
+    /// The job type's handler refused the payload (422 `invalid_payload`).
+    #[error("{message}")]
+    InvalidPayload { message: String, field: String },
     #[error("the request body is larger than {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("the payload is {size} bytes as JSON; at most {limit} are allowed")]
@@ -62,6 +65,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid_json`, `invalid_field`, `unknown_job_type`,
+    /// `invalid_payload` (422: the job type's own payload check),
     /// `invalid_query`, `invalid_cursor`, `too_many_jobs`, `body_too_large`,
     /// `payload_too_large`, `unsupported_media_type`, `unauthorized`, `forbidden`,
     /// `not_found`, `method_not_allowed`, `invalid_state`, `unique_key_taken`,
@@ -103,6 +107,10 @@ impl ApiError {
                 limit,
                 field: format!("{prefix}.{field}"),
             },
+            ApiError::InvalidPayload { message, field } => ApiError::InvalidPayload {
+                message,
+                field: format!("{prefix}.{field}"),
+            },
             other => other,
         }
     }
@@ -110,6 +118,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::InvalidPayload { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BodyTooLarge { .. } | ApiError::PayloadTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -129,6 +138,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest { code, .. } => code,
+            ApiError::InvalidPayload { .. } => "invalid_payload",
             ApiError::BodyTooLarge { .. } => "body_too_large",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
@@ -147,7 +157,9 @@ impl ApiError {
     fn field(&self) -> Option<String> {
         match self {
             ApiError::BadRequest { field, .. } => field.clone(),
-            ApiError::PayloadTooLarge { field, .. } => Some(field.clone()),
+            ApiError::PayloadTooLarge { field, .. } | ApiError::InvalidPayload { field, .. } => {
+                Some(field.clone())
+            }
             _ => None,
         }
     }

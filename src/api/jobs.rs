@@ -34,6 +34,7 @@ const MAX_TIMEOUT_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
         (status = 409, description = "The unique_key belongs to another owner's job", body = ErrorBody),
         (status = 413, description = "Body or payload too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "The job type refused the payload (code invalid_payload; field payload.…)", body = ErrorBody),
         (status = 503, description = "Database unreachable", body = ErrorBody),
     ))]
 pub async fn create(
@@ -73,6 +74,7 @@ pub(crate) async fn create_one(
         (status = 409, description = "A unique_key belongs to another owner's job", body = ErrorBody),
         (status = 413, description = "Body or a payload too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A job type refused its payload (field jobs[i].payload.…)", body = ErrorBody),
         (status = 503, description = "Database unreachable", body = ErrorBody),
     ))]
 pub async fn create_batch(
@@ -385,6 +387,17 @@ fn new_job(req: CreateJob, st: &AppState, caller: &Caller) -> Result<NewJob, Api
             size,
             limit: st.limits.max_payload_bytes,
             field: "payload".into(),
+        });
+    }
+    if let Err(e) = st.handlers.validate(&req.job_type, &payload) {
+        let field = if e.field.is_empty() {
+            "payload".to_owned()
+        } else {
+            format!("payload.{}", e.field)
+        };
+        return Err(ApiError::InvalidPayload {
+            message: format!("{field}: {}", e.message),
+            field,
         });
     }
     let defaults = st.handlers.defaults(&req.job_type).unwrap_or_default();

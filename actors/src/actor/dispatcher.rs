@@ -28,6 +28,7 @@ use crate::error::JobError;
 use crate::events::EngineEvent;
 use crate::handler::{JobContext, Progress};
 use crate::job::Job;
+use crate::rate_limit::RateLimits;
 use crate::run::{RunResult, outcome_for, run_attempt};
 use crate::store::{Ack, ClaimParams, LeaseState, Outcome, StoreError};
 use crate::telemetry;
@@ -251,6 +252,8 @@ impl DispatcherState {
             payload: job.payload.clone(),
             cancel: token.clone(),
             progress: Progress::new(self.deps.store.clone(), lease),
+            provider: job.provider.clone(),
+            limits: RateLimits::new(self.deps.limiter.clone(), self.deps.clock.clone()),
         };
         let (id, timeout, job_type) = (job.id, job.timeout, job.job_type.clone());
         let t = token.clone();

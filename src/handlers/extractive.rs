@@ -1,0 +1,1 @@
+//! The offline summary (skeleton; the summarize helper builds it).

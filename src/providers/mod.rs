@@ -1,0 +1,1 @@
+//! AI provider clients (skeleton; the summarize helper builds them).
