@@ -67,7 +67,7 @@ async fn the_ownership_matrix() {
     let failing = s
         .create(
             Some(&alice),
-            json!({"type": "delay_print", "delay_seconds": 0}),
+            json!({"type": "http", "payload": {"url": "http://127.0.0.1:9/"}}),
         )
         .await;
     let bobs = s

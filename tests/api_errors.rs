@@ -144,6 +144,48 @@ async fn out_of_range_values_are_refused() {
 }
 
 #[tokio::test]
+async fn a_payload_its_job_type_refuses_is_a_422_naming_the_field() {
+    let s = server().await;
+    let a = s
+        .post(
+            "/api/v1/jobs",
+            None,
+            json!({"type": "delay_print", "payload": {"message": 5}}),
+        )
+        .await;
+    check(
+        &a,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_payload",
+        "payload.message",
+    );
+    let a = s
+        .post(
+            "/api/v1/jobs/batch",
+            None,
+            json!({"jobs": [
+                {"type": "echo", "payload": {}},
+                {"type": "delay_print", "payload": {}},
+            ]}),
+        )
+        .await;
+    check(
+        &a,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_payload",
+        "jobs[1].payload.message",
+    );
+    // Nothing of a refused batch is stored.
+    let list = s.get("/api/v1/jobs?type=echo", None).await;
+    assert_eq!(
+        list.body["jobs"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        list.body
+    );
+}
+
+#[tokio::test]
 async fn size_limits_and_media_type() {
     let s = server().await;
     let big = "x".repeat(2000);

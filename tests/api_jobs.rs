@@ -78,11 +78,11 @@ async fn a_delayed_job_is_scheduled_and_can_be_canceled_then_retried() {
 #[tokio::test]
 async fn a_failed_job_keeps_its_error_and_can_be_retried() {
     let s = Server::start("api-retry", &[]).await;
-    // delay_print without a message fails for good.
+    // A webhook to a loopback address (not allowed by default: SSRF guard) fails for good.
     let id = s
         .create(
             None,
-            json!({"type": "delay_print", "payload": {}, "delay_seconds": 0}),
+            json!({"type": "http", "payload": {"url": "http://127.0.0.1:9/"}, "delay_seconds": 0}),
         )
         .await;
     let job = s.wait_status(&id, None, "failed").await;
@@ -91,7 +91,8 @@ async fn a_failed_job_keeps_its_error_and_can_be_retried() {
         job["error"]["message"]
             .as_str()
             .unwrap_or("")
-            .contains("message")
+            .contains("127.0.0.1"),
+        "{job}"
     );
     assert_eq!(job["errors"].as_array().map(Vec::len), Some(1));
 

@@ -107,8 +107,9 @@ async fn metrics_follow_a_small_workload() {
     .await;
     let t = Some(&admin);
 
-    // 5 single creates and a batch of 3 complete; one job fails for good (delay_print
-    // without a message); one delayed job waits, another is canceled while scheduled.
+    // 5 single creates and a batch of 3 complete; one job fails for good (a webhook to
+    // loopback, refused by the SSRF guard); one delayed job waits, another is canceled
+    // while scheduled.
     let mut ids = Vec::new();
     for i in 0..5 {
         ids.push(
@@ -131,7 +132,7 @@ async fn metrics_follow_a_small_workload() {
     let failing = s
         .create(
             t,
-            json!({"type": "delay_print", "payload": {}, "delay_seconds": 0}),
+            json!({"type": "http", "payload": {"url": "http://127.0.0.1:9/"}, "delay_seconds": 0}),
         )
         .await;
     let later = json!({"type": "echo", "payload": {}, "queue": "later", "delay_seconds": 3600});
@@ -175,7 +176,7 @@ async fn metrics_follow_a_small_workload() {
         1.0,
         "a job canceled while scheduled is finished too"
     );
-    let dp = [("queue", "default"), ("type", "delay_print")];
+    let dp = [("queue", "default"), ("type", "http")];
     assert_eq!(
         sc.value(
             "kyu_jobs_finished_total",

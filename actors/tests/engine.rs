@@ -631,3 +631,127 @@ async fn handlers_that_block_threads_do_not_starve_lease_renewal() {
     assert_eq!(engine.stats().await.fenced, 0);
     engine.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+/// Answers "429, come back in 30 s" on its first attempt, then succeeds.
+struct ThrottledOnce;
+
+#[async_trait]
+impl Handler for ThrottledOnce {
+    async fn run(&self, ctx: JobContext) -> Result<Value, JobError> {
+        if ctx.attempt == 1 {
+            return Err(JobError::RateLimited {
+                message: "429 Too Many Requests".into(),
+                retry_after: Some(Duration::from_secs(30)),
+            });
+        }
+        Ok(Value::Null)
+    }
+}
+
+/// Puts the provider its payload names in a 30 s cool-down, as a fallback chain does
+/// for a provider other than its job's own.
+struct CoolsDown;
+
+#[async_trait]
+impl Handler for CoolsDown {
+    async fn run(&self, ctx: JobContext) -> Result<Value, JobError> {
+        let p = ctx.payload["provider"].as_str().unwrap_or_default();
+        ctx.limits.cool_down(p, Duration::from_secs(30)).await;
+        Ok(Value::Null)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_cools_down_only_that_provider_until_then() {
+    let recorder = Arc::new(Recorder(Arc::new(Mutex::new(Vec::new()))));
+    let cfg = EngineConfig {
+        prefetch_per_worker: 4,
+        ..config(4)
+    };
+    let wide = Limit {
+        per_minute: 60_000,
+        burst: 1000,
+    };
+    let clock = Arc::new(ManualClock::fixed());
+    let store = Arc::new(MemoryStore::new(clock.clone()));
+    let mut h = start_on(
+        store,
+        clock,
+        cfg,
+        vec![
+            ("throttled", Arc::new(ThrottledOnce)),
+            ("cools", Arc::new(CoolsDown)),
+            ("rec", recorder.clone()),
+        ],
+        |b| {
+            b.provider_limit("groq", wide)
+                .provider_limit("claude", wide)
+                .provider_limit("other", wide)
+        },
+    )
+    .await;
+    // The job's own provider answers 429 with Retry-After: 30.
+    let throttled = h
+        .engine
+        .enqueue(NewJob::new("throttled", json!({})).provider("groq"))
+        .await
+        .unwrap()
+        .id;
+    h.settle(1).await;
+    let job = h.job(throttled).await;
+    assert_eq!(job.status, JobStatus::Scheduled, "rescheduled, not failed");
+    assert_eq!(job.errors[0].kind, ErrorKind::RateLimit);
+    assert!(job.run_at >= h.clock.now() + chrono::Duration::seconds(30));
+    // A handler puts another provider in a cool-down through its context.
+    h.engine
+        .enqueue(NewJob::new("cools", json!({"provider": "claude"})))
+        .await
+        .unwrap();
+    h.settle(1).await;
+
+    let mut jobs = Vec::new();
+    for i in 0..3 {
+        for p in ["groq", "claude", "other"] {
+            jobs.push(NewJob::new("rec", json!({ "i": i })).provider(p));
+        }
+    }
+    h.engine.enqueue_many(jobs).await.unwrap();
+    // 3 runs for `other`, 6 jobs put back until the cool-downs end.
+    let mut written = 0;
+    h.until("other ran, the cooled providers' jobs put back", |e| {
+        if let EngineEvent::Acked { written: w, .. } = e {
+            written += w;
+        }
+        written >= 9
+    })
+    .await;
+    let page = h
+        .store
+        .list(&ListJobs {
+            limit: 100,
+            job_type: Some("rec".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let by = |p: &str, st: JobStatus| {
+        page.jobs
+            .iter()
+            .filter(|j| j.provider.as_deref() == Some(p) && j.status == st)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(by("other", JobStatus::Completed).len(), 3);
+    for p in ["groq", "claude"] {
+        let waiting = by(p, JobStatus::Scheduled);
+        assert_eq!(waiting.len(), 3, "{p}: every job waits for the cool-down");
+        for j in waiting {
+            assert_eq!(j.attempts, 0, "waiting is not an attempt");
+            assert!(j.run_at >= h.clock.now() + chrono::Duration::seconds(29));
+        }
+    }
+    // Past Retry-After everything runs, the throttled job's second attempt too.
+    h.clock.advance(Duration::from_secs(31));
+    h.settle(7).await;
+    assert_eq!(h.job(throttled).await.status, JobStatus::Completed);
+    h.stop().await;
+}
