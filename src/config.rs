@@ -50,6 +50,7 @@ pub const KEYS: &[&str] = &[
     "ANTHROPIC_MODEL",
     "KYU_RATE_LIMITS",
     "KYU_FETCH_ALLOW_PRIVATE",
+    "KYU_FETCH_ALLOW",
     "KYU_FETCH_MAX_BYTES",
     "KYU_FETCH_TIMEOUT",
     "KYU_FETCH_MAX_REDIRECTS",
@@ -206,6 +207,7 @@ impl Default for Settings {
             provider_limits: std::collections::BTreeMap::new(),
             fetch: FetchSettings {
                 allow_private: false,
+                allow: Vec::new(),
                 max_bytes: 5 * 1024 * 1024,
                 timeout: Duration::from_secs(20),
                 max_redirects: 5,
@@ -449,6 +451,9 @@ impl Settings {
         s.fetch.allow_private = env
             .flag("KYU_FETCH_ALLOW_PRIVATE")?
             .unwrap_or(s.fetch.allow_private);
+        if let Some(v) = env.raw("KYU_FETCH_ALLOW") {
+            s.fetch.allow = parse_addr_list(v).map_err(|m| Env::bad("KYU_FETCH_ALLOW", v, m))?;
+        }
         s.fetch.max_bytes = env
             .parse("KYU_FETCH_MAX_BYTES", "a number of bytes")?
             .unwrap_or(s.fetch.max_bytes);
@@ -674,6 +679,9 @@ pub struct FetchSettings {
     /// Whether loopback, private, link-local and other internal addresses may be
     /// fetched (SSRF guard off). Tests switch it on for their loopback servers.
     pub allow_private: bool,
+    /// Internal IP:port pairs that may be fetched although `allow_private` is false
+    /// (`KYU_FETCH_ALLOW`, comma-separated; e.g. a sidecar, or a test's own server).
+    pub allow: Vec<SocketAddr>,
     pub max_bytes: usize,
     pub timeout: Duration,
     pub max_redirects: usize,
@@ -686,6 +694,18 @@ pub struct WebhookSettings {
     pub secret: Option<Secret>,
     pub allow_private: bool,
     pub timeout: Duration,
+}
+
+/// `127.0.0.1:8080, [::1]:9000` → addresses.
+fn parse_addr_list(v: &str) -> Result<Vec<SocketAddr>, String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .map(|i| {
+            i.parse()
+                .map_err(|_| format!("`{i}`: expected IP:port, like 127.0.0.1:8080 or [::1]:8080"))
+        })
+        .collect()
 }
 
 /// `groq=100/10,claude=50` → buckets (per minute / burst; burst defaults to 10).
