@@ -34,6 +34,7 @@ pub const STORE_ERRORS: &str = "kyu_store_errors_total";
 pub const REDIS_UP: &str = "kyu_redis_up";
 pub const LEADER: &str = "kyu_leader";
 pub const CRON_ENQUEUED: &str = "kyu_cron_enqueued_total";
+pub const PROVIDER_REQUESTS: &str = "kyu_provider_requests_total";
 
 /// Histogram buckets for every `_seconds` histogram: from 1 ms jobs and requests to
 /// 5-minute jobs.
@@ -137,6 +138,10 @@ pub fn describe() {
     describe_counter!(
         CRON_ENQUEUED,
         "Cron ticks this node enqueued as leader, by cron entry."
+    );
+    describe_counter!(
+        PROVIDER_REQUESTS,
+        "AI provider calls by provider and outcome (ok, rate_limited, retryable, non_retryable, canceled)."
     );
     // Counters that move only on incidents start at 0 for every known label, so their
     // panels and rate() show 0 rather than "no data" on a healthy node.

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod fake_providers;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};
