@@ -5,6 +5,7 @@
 
 pub mod extract_content;
 pub mod extractive;
+pub mod language;
 pub mod summarize;
 pub mod validate_summary;
 pub mod webhook;

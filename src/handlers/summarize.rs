@@ -7,7 +7,7 @@
 //! The result says which provider answered and what every step did.
 
 mod chain;
-mod language;
+use super::language;
 mod payload;
 
 use std::sync::Arc;
@@ -139,7 +139,7 @@ impl Handler for Summarize {
         ctx.progress.set(5).await;
         let text = self.source_text(&p.source, &ctx).await?;
         ctx.progress.set(20).await;
-        let source_language = language::detect(&text);
+        let source_language = language::detect_tag(&text);
         let language = p
             .language
             .clone()

@@ -8,7 +8,7 @@
 //! (`ok: false`) is the result. Only a malformed payload fails (422 at enqueue).
 
 pub mod checks;
-pub mod lang;
+use super::language as lang;
 pub mod text;
 
 use async_trait::async_trait;

@@ -9,7 +9,7 @@ use kyu_actors::PayloadError;
 use serde_json::{Map, Value};
 
 use super::chain::Step;
-use super::language::normalize_tag;
+use crate::handlers::language::normalize_tag;
 use crate::providers::SummaryLength;
 
 /// Where the article comes from.

@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 use whatlang::Lang;
 
-use super::lang::{self, Detected};
 use super::text::{self, Units};
+use crate::handlers::language::{self as lang, Detected};
 
 /// A summary shorter than this (in characters) says too little, unless `min_chars`
 /// says otherwise.

@@ -1,6 +1,7 @@
-//! Languages for the `language` check: a payload names one the way applications do
-//! (ISO 639-1 `ja`, a BCP 47 tag `ja-JP`, or ISO 639-3 `jpn`), whatlang speaks ISO
-//! 639-3; this maps between them and wraps detection with its reliability.
+//! Language tags and detection for the jobs that deal in text (`summarize`,
+//! `validate_summary`): payloads name a language the way applications do (ISO 639-1
+//! `ja`, a BCP 47 tag `ja-JP`, or ISO 639-3 `jpn`); whatlang detects and speaks ISO
+//! 639-3. One table maps between them.
 
 use whatlang::Lang;
 
@@ -79,7 +80,27 @@ const ISO1: &[(&str, Lang)] = &[
     ("zu", Lang::Zul),
 ];
 
-/// The language a payload names: `ja`, `ja-JP`, `jpn`, any case.
+/// A language tag a payload may hold: a 2–3 letter primary subtag, then optional `-`
+/// subtags of 1–8 letters or digits (BCP 47's shape). Normalized to a lower-case
+/// primary subtag (`JA` → `ja`, `pt-BR` stays `pt-BR`).
+pub fn normalize_tag(tag: &str) -> Option<String> {
+    let mut parts = tag.split('-');
+    let primary = parts.next()?;
+    if !(2..=3).contains(&primary.len()) || !primary.chars().all(|c| c.is_ascii_alphabetic()) {
+        return None;
+    }
+    let mut out = primary.to_ascii_lowercase();
+    for sub in parts {
+        if sub.is_empty() || sub.len() > 8 || !sub.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return None;
+        }
+        out.push('-');
+        out.push_str(sub);
+    }
+    Some(out)
+}
+
+/// The language a tag names: `ja`, `ja-JP`, `ja_JP`, `jpn`, any case.
 pub fn parse(tag: &str) -> Option<Lang> {
     let primary = tag
         .trim()
@@ -94,13 +115,21 @@ pub fn parse(tag: &str) -> Option<Lang> {
     }
 }
 
+/// `lang`'s ISO 639-1 tag (its ISO 639-3 code if it has none).
+pub fn tag(lang: Lang) -> &'static str {
+    ISO1.iter()
+        .find(|(_, l)| *l == lang)
+        .map_or(lang.code(), |(c, _)| c)
+}
+
+/// The English name of `tag`'s language (`ja` → `Japanese`), if known.
+pub fn english_name(tag: &str) -> Option<&'static str> {
+    parse(tag).map(|l| l.eng_name())
+}
+
 /// How a language is shown in a check's detail: `ja (Japanese)`.
 pub fn label(lang: Lang) -> String {
-    let code = ISO1
-        .iter()
-        .find(|(_, l)| *l == lang)
-        .map_or(lang.code(), |(c, _)| c);
-    format!("{code} ({})", lang.eng_name())
+    format!("{} ({})", tag(lang), lang.eng_name())
 }
 
 /// What detection said about a text.
@@ -114,6 +143,7 @@ pub enum Detected {
     },
 }
 
+/// The language of `text`, with whatlang's reliability.
 pub fn detect(text: &str) -> Detected {
     match whatlang::detect(text) {
         Some(info) if info.is_reliable() => Detected::Reliable(info.lang()),
@@ -126,6 +156,13 @@ pub fn detect(text: &str) -> Detected {
             confidence: 0.0,
         },
     }
+}
+
+/// The likeliest language of `text`'s first 4,000 characters as an ISO 639-1 tag, if
+/// whatlang can tell at all.
+pub fn detect_tag(text: &str) -> Option<&'static str> {
+    let sample: String = text.chars().take(4_000).collect();
+    whatlang::detect_lang(&sample).map(tag)
 }
 
 #[cfg(test)]
@@ -143,5 +180,46 @@ mod tests {
         assert_eq!(parse("japanese"), None);
         assert_eq!(parse(""), None);
         assert_eq!(label(Lang::Jpn), "ja (Japanese)");
+    }
+
+    #[test]
+    fn tags_are_checked_and_normalized() {
+        assert_eq!(normalize_tag("ja").as_deref(), Some("ja"));
+        assert_eq!(normalize_tag("EN").as_deref(), Some("en"));
+        assert_eq!(normalize_tag("pt-BR").as_deref(), Some("pt-BR"));
+        assert_eq!(normalize_tag("zh-Hant-TW").as_deref(), Some("zh-Hant-TW"));
+        for bad in [
+            "",
+            "j",
+            "japanese",
+            "ja_JP",
+            "ja-",
+            "e1",
+            "en-toolongsubtag",
+        ] {
+            assert_eq!(normalize_tag(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn detects_japanese_and_english() {
+        assert_eq!(
+            detect_tag("吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。"),
+            Some("ja")
+        );
+        assert_eq!(
+            detect_tag("The quick brown fox jumps over the lazy dog and keeps running."),
+            Some("en")
+        );
+    }
+
+    #[test]
+    fn every_whatlang_language_has_a_tag_and_a_name() {
+        for lang in Lang::all() {
+            assert!(ISO1.iter().any(|(_, l)| l == lang), "{lang:?}");
+        }
+        assert_eq!(english_name("ja"), Some("Japanese"));
+        assert_eq!(english_name("pt-BR"), Some("Portuguese"));
+        assert_eq!(english_name("xx"), None);
     }
 }
