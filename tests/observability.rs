@@ -35,7 +35,7 @@ const INTERVAL: &str = "15s";
 const RANGE: &str = "5m";
 
 /// Every metric of the contract (kyu_actors::telemetry); the dashboard queries them all.
-const CONTRACT: [&str; 19] = [
+const CONTRACT: [&str; 21] = [
     "kyu_build_info",
     "kyu_jobs_enqueued_total",
     "kyu_jobs_finished_total",
@@ -55,6 +55,8 @@ const CONTRACT: [&str; 19] = [
     "kyu_http_request_duration_seconds",
     "kyu_store_errors_total",
     "kyu_redis_up",
+    "kyu_provider_requests_total",
+    "kyu_summaries_total",
 ];
 
 /// The alerts dashboards/alerts.yaml must hold.

@@ -35,6 +35,7 @@ pub const REDIS_UP: &str = "kyu_redis_up";
 pub const LEADER: &str = "kyu_leader";
 pub const CRON_ENQUEUED: &str = "kyu_cron_enqueued_total";
 pub const PROVIDER_REQUESTS: &str = "kyu_provider_requests_total";
+pub const SUMMARIES: &str = "kyu_summaries_total";
 
 /// Histogram buckets for every `_seconds` histogram: from 1 ms jobs and requests to
 /// 5-minute jobs.
@@ -143,6 +144,10 @@ pub fn describe() {
         PROVIDER_REQUESTS,
         "AI provider calls by provider and outcome (ok, rate_limited, retryable, non_retryable, canceled)."
     );
+    describe_counter!(
+        SUMMARIES,
+        "Summaries made, by the step of the chain that made them (groq, claude, extractive)."
+    );
     // Counters that move only on incidents start at 0 for every known label, so their
     // panels and rate() show 0 rather than "no data" on a healthy node.
     use crate::actor::supervisor::Child;
@@ -156,6 +161,20 @@ pub fn describe() {
     }
     for kind in ["unavailable", "backend"] {
         counter!(STORE_ERRORS, "kind" => kind).increment(0);
+    }
+    for provider in ["groq", "claude"] {
+        for outcome in [
+            "ok",
+            "rate_limited",
+            "retryable",
+            "non_retryable",
+            "canceled",
+        ] {
+            counter!(PROVIDER_REQUESTS, "provider" => provider, "outcome" => outcome).increment(0);
+        }
+    }
+    for provider in ["groq", "claude", "extractive"] {
+        counter!(SUMMARIES, "provider" => provider).increment(0);
     }
 }
 

@@ -23,6 +23,7 @@ use super::extract_content::ExtractContent;
 use super::extractive;
 use crate::config::Settings;
 use crate::providers::{Completion, Providers, SummaryRequest};
+use kyu_actors::telemetry::SUMMARIES;
 
 /// A provider's cool-down after a 429 that gave no Retry-After.
 pub const DEFAULT_COOL_DOWN: Duration = Duration::from_secs(30);
@@ -175,6 +176,7 @@ impl Handler for Summarize {
                 },
             };
             record.ok(step, format!("model {model}"));
+            metrics::counter!(SUMMARIES, "provider" => step.name()).increment(1);
             tracing::debug!(provider = step.name(), chain = ?record.attempts, "summarized");
             ctx.progress.set(100).await;
             let mut result = json!({
