@@ -114,6 +114,87 @@ async fn real_articles_are_extracted_in_their_encodings() {
     assert_eq!(job["result"]["url"], url);
 }
 
+/// A saved page served by the origin, and what its extraction must hold.
+struct Page {
+    /// Served at `/articles/{name}`, from `{name}.html`, described by
+    /// `{name}.expected-metadata.json`.
+    name: &'static str,
+    /// The title wanted when it is not the expected metadata's (see the page).
+    title: Option<&'static str>,
+    /// The page's `<html lang>`.
+    language: &'static str,
+    /// A sentence of the article's body.
+    sentence: &'static str,
+    /// Navigation, sidebar or footer text the page has and the article must not.
+    boilerplate: &'static str,
+}
+
+const MORE_PAGES: [Page; 3] = [
+    // News, English: a Herald Sun (Melbourne) opinion column, mobile site, from 2015.
+    Page {
+        name: "herald-sun-1",
+        // Readability's expected title is the page's <title>, newlines, tabs and
+        // "| Herald Sun" included; dom_smoothie prefers the page's og:title, which is
+        // the bare headline (also the <h1>).
+        title: Some("Angry media won’t buckle over new surveillance laws"),
+        language: "en-au",
+        sentence: "Without the ability to protect the identity of sources, journalists would be \
+                   greatly handicapped in exposing corruption",
+        boilerplate: "Forgot your password?",
+    },
+    // A personal blog post (ebb.org, 2019) beside a long sidebar tag cloud. The
+    // site-wide disclaimer under the post is kept, as Readability keeps it too.
+    Page {
+        name: "ebb-org",
+        title: None,
+        language: "en-US",
+        sentence: "I want the FSF to succeed in its mission and enter a new era of accomplishments.",
+        boilerplate: "A Very Old Fork of Jekyll",
+    },
+    // News in French: Le Monde (2015), with header, menus and a long footer.
+    Page {
+        name: "lemonde-1",
+        title: None,
+        language: "fr",
+        sentence: "Ce recours juridictionnel est une nouveauté dans le monde du renseignement.",
+        boilerplate: "Les rubriques du Monde.fr",
+    },
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn more_real_articles_are_extracted() {
+    let origin = Origin::start(None).await;
+    let kyu = kyu_for("extract-more", &origin, &[]).await;
+
+    // All enqueued first, so the jobs may run side by side; then each awaited.
+    let mut ids = Vec::new();
+    for page in &MORE_PAGES {
+        let url = origin.url(&format!("/articles/{}", page.name));
+        let body = json!({"type": "extract_content", "payload": {"url": url}, "max_retries": 0});
+        ids.push((page, url, kyu.create(None, body).await));
+    }
+    for (page, url, id) in ids {
+        let job = kyu.wait_status(&id, None, "completed").await;
+        let r = &job["result"];
+        let name = page.name;
+        let title = match page.title {
+            Some(t) => t.to_owned(),
+            None => expected_title(&format!("{name}.expected-metadata.json")),
+        };
+        assert_eq!(r["title"], title, "{name}");
+        assert_eq!(r["language"], page.language, "{name}");
+        assert_eq!(r["url"], url);
+        assert!(text(&job).contains(page.sentence), "{name}: {}", text(&job));
+        assert!(
+            !text(&job).contains(page.boilerplate),
+            "{name}: boilerplate kept: {}",
+            text(&job)
+        );
+        assert_eq!(r["length"], text(&job).chars().count(), "{name}");
+        assert_eq!(job["progress"], 100, "{name}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn limits_and_http_statuses_decide_retries() {
     let origin = Origin::start(None).await;

@@ -7,7 +7,6 @@
 //! The result says which provider answered and what every step did.
 
 mod chain;
-use super::language;
 mod payload;
 
 use std::sync::Arc;
@@ -20,7 +19,7 @@ use serde_json::{Value, json};
 use self::chain::{DEFAULT_CHAIN, Record, Step};
 use self::payload::{Source, SummarizePayload};
 use super::extract_content::ExtractContent;
-use super::extractive;
+use super::{extractive, language};
 use crate::config::Settings;
 use crate::providers::{Completion, Providers, SummaryRequest};
 use kyu_actors::telemetry::SUMMARIES;

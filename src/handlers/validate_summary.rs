@@ -8,13 +8,14 @@
 //! (`ok: false`) is the result. Only a malformed payload fails (422 at enqueue).
 
 pub mod checks;
-use super::language as lang;
 pub mod text;
 
 use async_trait::async_trait;
 use kyu_actors::{Handler, JobContext, JobError, PayloadError};
 use serde_json::{Value, json};
 use whatlang::Lang;
+
+use super::language as lang;
 
 use checks::Check;
 

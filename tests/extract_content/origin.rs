@@ -122,6 +122,13 @@ async fn serve(State(st): State<Arc<Shared>>, uri: Uri) -> Response {
         // No charset in the header: the page's own <meta> says Shift_JIS.
         "/articles/hukumusume-sjis" => html(fixture_bytes("hukumusume.sjis.html"), "text/html"),
         "/articles/hukumusume-eucjp" => html(hukumusume_euc_jp(), "text/html; charset=EUC-JP"),
+        // More saved pages, all UTF-8 (see the fixtures' README).
+        "/articles/herald-sun-1" => html(
+            fixture_bytes("herald-sun-1.html"),
+            "text/html; charset=utf-8",
+        ),
+        "/articles/ebb-org" => html(fixture_bytes("ebb-org.html"), "text/html; charset=utf-8"),
+        "/articles/lemonde-1" => html(fixture_bytes("lemonde-1.html"), "text/html; charset=utf-8"),
         "/articles/xhtml" => html(fixture_bytes("001-perriault.html"), "application/xhtml+xml"),
         "/pdf" => html(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec(), "application/pdf"),
         "/big" => html(big_page(), "text/html"),
