@@ -68,6 +68,11 @@ pub enum JobError {
     },
     #[error("{0}")]
     Canceled(String),
+    /// The handler did not do its work and asks to run again after `after`, without
+    /// counting this attempt and without recording an error (River's `JobSnooze`,
+    /// Oban's `{:snooze, s}`): e.g. a provider it needs has no rate-limit token yet.
+    #[error("snoozed for {} ms: {reason}", after.as_millis())]
+    Snooze { reason: String, after: Duration },
 }
 
 impl JobError {
@@ -79,12 +84,22 @@ impl JobError {
         JobError::NonRetryable(msg.into())
     }
 
+    /// Run again after `after` without counting this attempt.
+    pub fn snooze(after: Duration, reason: impl Into<String>) -> Self {
+        JobError::Snooze {
+            reason: reason.into(),
+            after,
+        }
+    }
+
+    /// The error's class (a snooze is not an error; it reads as `rate_limit`).
     pub fn kind(&self) -> ErrorKind {
         match self {
             JobError::Retryable(_) => ErrorKind::Retryable,
             JobError::NonRetryable(_) => ErrorKind::NonRetryable,
             JobError::RateLimited { .. } => ErrorKind::RateLimit,
             JobError::Canceled(_) => ErrorKind::Canceled,
+            JobError::Snooze { .. } => ErrorKind::RateLimit,
         }
     }
 }

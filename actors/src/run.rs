@@ -99,6 +99,9 @@ pub fn outcome_for(
                 ),
             };
         }
+        RunResult::Err(JobError::Snooze { after, .. }) => {
+            return Outcome::Snoozed { delay: after };
+        }
         RunResult::Err(JobError::NonRetryable(m)) => {
             return Outcome::Failed {
                 error: err(ErrorKind::NonRetryable, m),

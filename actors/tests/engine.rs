@@ -755,3 +755,50 @@ async fn retry_after_cools_down_only_that_provider_until_then() {
     assert_eq!(h.job(throttled).await.status, JobStatus::Completed);
     h.stop().await;
 }
+
+/// Snoozes 10 s on its first three runs, then completes.
+struct SnoozesThrice(std::sync::atomic::AtomicUsize);
+
+#[async_trait]
+impl Handler for SnoozesThrice {
+    async fn run(&self, _ctx: JobContext) -> Result<Value, JobError> {
+        if self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 3 {
+            return Err(JobError::snooze(Duration::from_secs(10), "not yet"));
+        }
+        Ok(json!("done"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snoozed_job_waits_without_spending_attempts_or_recording_errors() {
+    let mut h = start(
+        config(1),
+        vec![(
+            "snoozer",
+            Arc::new(SnoozesThrice(std::sync::atomic::AtomicUsize::new(0))),
+        )],
+    )
+    .await;
+    // One attempt in all: a snooze that counted would fail the job at once.
+    let id = h
+        .engine
+        .enqueue(NewJob::new("snoozer", json!({})).max_attempts(1))
+        .await
+        .unwrap()
+        .id;
+    for _ in 0..3 {
+        h.settle(1).await;
+        let job = h.job(id).await;
+        assert_eq!(job.status, JobStatus::Scheduled);
+        assert_eq!(job.attempts, 0, "a snooze gives its attempt back");
+        assert!(job.errors.is_empty(), "a snooze is not an error");
+        assert_eq!(job.run_at, h.clock.now() + chrono::Duration::seconds(10));
+        h.clock.advance(Duration::from_secs(10));
+    }
+    h.settle(1).await;
+    let job = h.job(id).await;
+    assert_eq!(job.status, JobStatus::Completed);
+    assert_eq!(job.attempts, 1);
+    assert_eq!(job.result, Some(json!("done")));
+    h.stop().await;
+}

@@ -82,12 +82,19 @@ impl Summarize {
         if ctx.provider.as_deref() != Some(name)
             && let Err(wait) = ctx.limits.try_acquire(name).await
         {
-            let e = JobError::RateLimited {
-                message: format!(
-                    "{name}: no rate-limit token for another {} ms",
-                    wait.as_millis()
-                ),
-                retry_after: Some(wait),
+            let reason = format!(
+                "{name}: no rate-limit token for another {} ms",
+                wait.as_millis()
+            );
+            // Nothing was asked of the provider: with fallback off the job waits for
+            // the token without spending an attempt.
+            let e = if self.fallback {
+                JobError::RateLimited {
+                    message: reason,
+                    retry_after: Some(wait),
+                }
+            } else {
+                JobError::snooze(wait, reason)
             };
             return self.fall_back(step, e, record);
         }

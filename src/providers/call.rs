@@ -138,6 +138,10 @@ impl Caller {
             JobError::Retryable(m) => JobError::Retryable(clean(m)),
             JobError::NonRetryable(m) => JobError::NonRetryable(clean(m)),
             JobError::Canceled(m) => JobError::Canceled(clean(m)),
+            JobError::Snooze { reason, after } => JobError::Snooze {
+                reason: clean(reason),
+                after,
+            },
             JobError::RateLimited {
                 message,
                 retry_after,
@@ -153,7 +157,7 @@ impl Caller {
 fn outcome<T>(r: &Result<T, JobError>) -> &'static str {
     match r {
         Ok(_) => "ok",
-        Err(JobError::RateLimited { .. }) => "rate_limited",
+        Err(JobError::RateLimited { .. } | JobError::Snooze { .. }) => "rate_limited",
         Err(JobError::Retryable(_)) => "retryable",
         Err(JobError::NonRetryable(_)) => "non_retryable",
         Err(JobError::Canceled(_)) => "canceled",

@@ -149,12 +149,13 @@ async fn no_token_for_another_provider_falls_back_or_reschedules() {
     assert_eq!(second["provider"], "extractive");
     assert_eq!(chain_of(&second)[0], ("groq".into(), "rate_limited".into()));
 
+    // Without fallback the job snoozes: nothing was asked of Groq, so no attempt is
+    // spent waiting for its token.
     s.ai_fallback_enabled = false;
     match handler(&s).run(with_limits(json!({"text": EN}))).await {
-        Err(JobError::RateLimited {
-            retry_after: Some(wait),
-            ..
-        }) => assert!(wait > Duration::from_secs(1), "{wait:?}"),
+        Err(JobError::Snooze { after, .. }) => {
+            assert!(after > Duration::from_secs(1), "{after:?}")
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
