@@ -396,7 +396,7 @@ fn new_job(req: CreateJob, st: &AppState, caller: &Caller) -> Result<NewJob, Api
             format!("payload.{}", e.field)
         };
         return Err(ApiError::InvalidPayload {
-            message: format!("{field}: {}", e.message),
+            message: e.message,
             field,
         });
     }

@@ -92,6 +92,7 @@ pub(crate) async fn submit(
         }
         Err(
             e @ (ApiError::BadRequest { .. }
+            | ApiError::InvalidPayload { .. }
             | ApiError::PayloadTooLarge { .. }
             | ApiError::UniqueKeyTaken),
         ) => {

@@ -235,6 +235,13 @@ test('enqueue an echo job through the form (payload checked before sending) and 
   });
   assert.equal(bad.status(), 400);
   assert.match(await bad.text(), /payload/);
+  // A payload its job type refuses: the form again, 422, naming the field.
+  await page.selectOption('#type', 'delay_print');
+  await page.fill('#payload', '{"text": "no message"}');
+  await page.click('#enqueue');
+  assert.equal(new URL(page.url()).pathname, '/enqueue');
+  assert.match(await page.textContent('#form-error'), /payload\.message/);
+  await page.selectOption('#type', 'echo');
   await page.fill('#payload', '{"message": "hello from the browser"}');
   await page.fill('#priority', '7');
   await page.fill('#max_retries', '2');
