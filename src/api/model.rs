@@ -55,7 +55,11 @@ pub struct CreateJob {
     #[schema(min_length = 1, max_length = 100, pattern = "^[^\\x00]+$")]
     pub job_type: String,
     /// A JSON object the handler understands (absent or `null`: `{}`), at most
-    /// `KYU_MAX_PAYLOAD_BYTES`.
+    /// `KYU_MAX_PAYLOAD_BYTES`. Each type checks its own at enqueue (422
+    /// `invalid_payload` naming the field): `summarize` {text | url, length?, language?,
+    /// article_id?, providers?}, `extract_content` {url}, `validate_summary` {summary,
+    /// source, language?, min_chars?, max_chars?}, `http` {url, method?, headers?, body?},
+    /// `delay_print` {message}; `echo` and `noop` take anything.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub payload: Option<serde_json::Value>,
