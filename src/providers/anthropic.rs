@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kyu_actors::JobError;
-use reqwest::header::HeaderValue;
+use reqwest::header::HeaderName;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +25,6 @@ pub struct AnthropicMessages {
     caller: Caller,
     url: String,
     model: String,
-    key: HeaderValue,
 }
 
 impl AnthropicMessages {
@@ -39,14 +38,14 @@ impl AnthropicMessages {
         let Some(secret) = &s.api_key else {
             return Ok(None);
         };
-        let mut key = HeaderValue::from_str(secret.expose())
-            .map_err(|_| anyhow::anyhow!("the {name} API key is not a valid header value"))?;
-        key.set_sensitive(true);
+        let auth = (
+            HeaderName::from_static("x-api-key"),
+            secret.expose().to_owned(),
+        );
         Ok(Some(AnthropicMessages {
-            caller: Caller::new(name, timeout, permits, secret.expose())?,
+            caller: Caller::new(name, timeout, permits, secret.expose(), auth)?,
             url: format!("{}/v1/messages", s.base_url.trim_end_matches('/')),
             model: s.model.clone(),
-            key,
         }))
     }
 }
@@ -69,15 +68,11 @@ impl SummaryProvider for AnthropicMessages {
         let body = messages_request(&self.model, req);
         let request = self
             .caller
-            .http()
-            .post(&self.url)
-            .header("x-api-key", self.key.clone())
-            .header("anthropic-version", API_VERSION)
-            .json(&body);
+            .post_json(&self.url, &body)
+            .header("anthropic-version", API_VERSION);
         let answer: MessagesResponse = self.caller.send_json(request, cancel).await?;
-        completion(answer, &self.model, self.caller.who)
-            .map(|c| c.redacted(self.caller.redactor()))
-            .map_err(|e| self.caller.redact(e))
+        self.caller
+            .finish(completion(answer, &self.model, self.caller.who))
     }
 }
 

@@ -9,10 +9,13 @@ use std::time::{Duration, Instant};
 
 use kyu_actors::JobError;
 use kyu_actors::telemetry::PROVIDER_REQUESTS;
+use reqwest::header::{HeaderName, HeaderValue};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::Completion;
 use super::redact::Redactor;
 use crate::net::classify::{status_error, transport_error};
 
@@ -22,24 +25,32 @@ const MAX_ANSWER_BYTES: usize = 2 * 1024 * 1024;
 /// Longest wait for a TCP/TLS connection (within the request timeout).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Sends a provider's requests.
+/// Sends a provider's requests, each with its key header.
 pub struct Caller {
     /// The provider's bucket name, used in messages and metrics.
     pub who: &'static str,
     http: reqwest::Client,
+    /// The header carrying the key (marked sensitive: never printed).
+    auth: (HeaderName, HeaderValue),
     permits: Arc<Semaphore>,
     redactor: Redactor,
 }
 
 impl Caller {
-    /// A client whose requests time out after `timeout` and share `permits` with every
-    /// other provider client of the process; `secret` is redacted from all messages.
+    /// A client whose requests time out after `timeout`, share `permits` with every
+    /// other provider client of the process and carry `auth` (a header and its value,
+    /// built from `secret`); `secret` is redacted from all messages.
     pub fn new(
         who: &'static str,
         timeout: Duration,
         permits: Arc<Semaphore>,
         secret: &str,
+        auth: (HeaderName, String),
     ) -> anyhow::Result<Caller> {
+        let (name, value) = auth;
+        let mut value = HeaderValue::from_str(&value)
+            .map_err(|_| anyhow::anyhow!("the {who} API key is not a valid header value"))?;
+        value.set_sensitive(true);
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))
@@ -49,17 +60,24 @@ impl Caller {
         Ok(Caller {
             who,
             http,
+            auth: (name, value),
             permits,
             redactor: Redactor::new(secret),
         })
     }
 
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
+    /// A POST to `url` with the key header and `body` as JSON.
+    pub fn post_json(&self, url: &str, body: &impl Serialize) -> reqwest::RequestBuilder {
+        self.http
+            .post(url)
+            .header(self.auth.0.clone(), self.auth.1.clone())
+            .json(body)
     }
 
-    pub fn redactor(&self) -> &Redactor {
-        &self.redactor
+    /// A provider's parsed answer with the key taken out of whatever it echoed.
+    pub fn finish(&self, r: Result<Completion, JobError>) -> Result<Completion, JobError> {
+        r.map(|c| c.redacted(&self.redactor))
+            .map_err(|e| self.redact(e))
     }
 
     /// Sends `request` and parses a 2xx answer as `T`. Canceled as soon as `cancel`
@@ -175,6 +193,7 @@ mod tests {
             Duration::from_secs(1),
             Arc::new(Semaphore::new(1)),
             "k-1",
+            (reqwest::header::AUTHORIZATION, "Bearer k-1".into()),
         )
         .unwrap();
         for e in [
@@ -196,10 +215,11 @@ mod tests {
     #[tokio::test]
     async fn cancel_wins_over_a_slot_wait() {
         let permits = Arc::new(Semaphore::new(0));
-        let c = Caller::new("groq", Duration::from_secs(1), permits, "k").unwrap();
+        let auth = (reqwest::header::AUTHORIZATION, "Bearer k".into());
+        let c = Caller::new("groq", Duration::from_secs(1), permits, "k", auth).unwrap();
         let cancel = CancellationToken::new();
         cancel.cancel();
-        let req = c.http().post("http://127.0.0.1:9/never");
+        let req = c.post_json("http://127.0.0.1:9/never", &serde_json::json!({}));
         let r: Result<serde_json::Value, _> = c.send_json(req, &cancel).await;
         assert!(matches!(r, Err(JobError::Canceled(_))), "{r:?}");
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kyu_actors::JobError;
-use reqwest::header::{AUTHORIZATION, HeaderValue};
+use reqwest::header::AUTHORIZATION;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +22,6 @@ pub struct OpenAiChat {
     caller: Caller,
     url: String,
     model: String,
-    auth: HeaderValue,
 }
 
 impl OpenAiChat {
@@ -36,14 +35,11 @@ impl OpenAiChat {
         let Some(key) = &s.api_key else {
             return Ok(None);
         };
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
-            .map_err(|_| anyhow::anyhow!("the {name} API key is not a valid header value"))?;
-        auth.set_sensitive(true);
+        let auth = (AUTHORIZATION, format!("Bearer {}", key.expose()));
         Ok(Some(OpenAiChat {
-            caller: Caller::new(name, timeout, permits, key.expose())?,
+            caller: Caller::new(name, timeout, permits, key.expose(), auth)?,
             url: format!("{}/chat/completions", s.base_url.trim_end_matches('/')),
             model: s.model.clone(),
-            auth,
         }))
     }
 }
@@ -64,16 +60,10 @@ impl SummaryProvider for OpenAiChat {
         cancel: &CancellationToken,
     ) -> Result<Completion, JobError> {
         let body = chat_request(&self.model, req);
-        let request = self
-            .caller
-            .http()
-            .post(&self.url)
-            .header(AUTHORIZATION, self.auth.clone())
-            .json(&body);
+        let request = self.caller.post_json(&self.url, &body);
         let answer: ChatResponse = self.caller.send_json(request, cancel).await?;
-        completion(answer, &self.model, self.caller.who)
-            .map(|c| c.redacted(self.caller.redactor()))
-            .map_err(|e| self.caller.redact(e))
+        self.caller
+            .finish(completion(answer, &self.model, self.caller.who))
     }
 }
 
