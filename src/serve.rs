@@ -40,9 +40,12 @@ pub async fn run(s: Settings, with_engine: bool) -> anyhow::Result<()> {
     }
     // Its keeper publishes kyu_redis_up; the engine shares rate limits through it.
     let redis = redis_link(&s)?;
+    // One registry for the engine and the API (payload checks, type defaults): its
+    // provider clients and their concurrency cap exist once per process.
+    let handlers = handlers(&s)?;
     let engine = if with_engine && s.worker_enabled {
         Some(Arc::new(
-            start_engine(&s, store.clone(), redis.as_ref()).await?,
+            start_engine(&s, store.clone(), handlers.clone(), redis.as_ref()).await?,
         ))
     } else {
         None
@@ -74,7 +77,7 @@ pub async fn run(s: Settings, with_engine: bool) -> anyhow::Result<()> {
             max_batch: s.max_batch,
             default_max_retries: s.max_retries,
         },
-        handlers(&s)?,
+        handlers,
         bus.publisher()?,
     )
     .with_node_dead_after(s.node_dead_after);

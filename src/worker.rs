@@ -79,14 +79,15 @@ pub fn redis_link(s: &Settings) -> anyhow::Result<Option<Arc<crate::redis::Link>
         .transpose()
 }
 
-/// Starts the engine `s` describes on `store`; with a Redis link, its rate-limit
-/// buckets are shared with the other nodes (local ones while Redis is away).
+/// Starts the engine `s` describes on `store`, running `handlers` (built once per
+/// process by [`handlers`]); with a Redis link, its rate-limit buckets are shared with
+/// the other nodes (local ones while Redis is away).
 pub async fn start_engine(
     s: &Settings,
     store: Arc<dyn Store>,
+    handlers: HandlerRegistry,
     redis: Option<&Arc<crate::redis::Link>>,
 ) -> anyhow::Result<Engine> {
-    let handlers = handlers(s)?;
     let cron = crate::cluster::cron_entries(s, &handlers)?;
     // Maintenance (rescue, pruning, cron) runs only while this node is elected leader:
     // the caller starts the node agent with `engine.leadership()`.
@@ -129,7 +130,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         };
         crate::telemetry::endpoint::start(addr, &s, store.backend(), until).await?;
     }
-    let engine = Arc::new(start_engine(&s, store.clone(), redis.as_ref()).await?);
+    let engine = Arc::new(start_engine(&s, store.clone(), handlers(&s)?, redis.as_ref()).await?);
     let node = start_engine_node(store, &s, Role::Worker, &engine).await;
     // Jobs committed on other nodes wake this engine at once (polling stays the fallback).
     let _listening = crate::wake::WakeBus::from_settings(&s)?.wake_engine(&engine)?;
