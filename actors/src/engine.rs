@@ -233,9 +233,23 @@ impl Engine {
     }
 
     pub async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
+        let now = self.deps.clock.now();
+        let later: Vec<_> = jobs
+            .iter()
+            .map(|j| j.run_at.resolve(now))
+            .filter(|t| *t > now)
+            .collect();
         let e = self.deps.store.enqueue_many(jobs).await?;
         self.wake();
+        self.due_at(later);
         Ok(e)
+    }
+
+    /// Jobs fall due at these times: waiting remote fetches look again then.
+    pub(crate) fn due_at(&self, times: Vec<chrono::DateTime<chrono::Utc>>) {
+        if !times.is_empty() {
+            let _ = self.sup.cast(SupervisorMsg::DueAt(times));
+        }
     }
 
     pub(crate) fn send_fetch(&self, f: crate::remote::PendingFetch) {

@@ -175,7 +175,9 @@ impl Engine {
                 .await?;
             return Ok(HeartbeatResult::LeaseLost);
         }
-        let state = store.extend_leases(std::slice::from_ref(lease), extend).await?;
+        let state = store
+            .extend_leases(std::slice::from_ref(lease), extend)
+            .await?;
         let Some(state) = state.first().filter(|s| s.held) else {
             return Ok(HeartbeatResult::LeaseLost);
         };
@@ -195,10 +197,7 @@ impl Engine {
     /// Writes remote reports in one transaction, each fenced by its lease. A report
     /// whose lease no longer holds is a duplicate when the job shows exactly what
     /// that report made of it, else [`ReportResult::LeaseLost`].
-    pub async fn report(
-        &self,
-        reports: &[RemoteReport],
-    ) -> Result<Vec<ReportResult>, StoreError> {
+    pub async fn report(&self, reports: &[RemoteReport]) -> Result<Vec<ReportResult>, StoreError> {
         let store = &self.deps.store;
         let now = self.deps.clock.now();
         let mut acks = Vec::with_capacity(reports.len());
@@ -246,8 +245,7 @@ impl Engine {
                         self.deps.clock.as_ref(),
                         &self.deps.config,
                     );
-                    if let Outcome::Retry { error, .. } | Outcome::Failed { error } = &mut outcome
-                    {
+                    if let Outcome::Retry { error, .. } | Outcome::Failed { error } = &mut outcome {
                         // The lease's attempt, not the row's: a stale report must not
                         // borrow a newer attempt's number.
                         error.attempt = lease.attempt;
@@ -274,6 +272,7 @@ impl Engine {
         let written: Vec<Ack> = acks.iter().flatten().cloned().collect();
         let mut applied = store.ack(&written).await?.into_iter();
         let mut out = Vec::with_capacity(reports.len());
+        let mut due = Vec::new();
         for (r, ack) in reports.iter().zip(&acks) {
             let (lease, report) = (&r.lease, &r.report);
             let Some(ack) = ack else {
@@ -281,6 +280,13 @@ impl Engine {
                 continue;
             };
             if applied.next().unwrap_or(false) {
+                if let Outcome::Retry { delay, .. } | Outcome::Snoozed { delay } = &ack.outcome
+                    && let Some(at) = chrono::Duration::from_std(*delay)
+                        .ok()
+                        .and_then(|d| now.checked_add_signed(d))
+                {
+                    due.push(at);
+                }
                 if let Some((queue, job_type)) = &r.labels {
                     crate::telemetry::record_outcome(queue, job_type, &ack.outcome);
                 }
@@ -294,6 +300,16 @@ impl Engine {
                 }
                 Some(_) => ReportResult::LeaseLost,
             });
+        }
+        self.due_at(due);
+        if out.iter().any(|r| {
+            matches!(
+                r,
+                ReportResult::Applied(JobStatus::Queued | JobStatus::Scheduled)
+            )
+        }) {
+            // A released job (or a retry due now) is claimable again.
+            self.wake();
         }
         Ok(out)
     }

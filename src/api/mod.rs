@@ -140,12 +140,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/nodes", get(nodes::list))
         .route("/api/v1/fetch", post(remote::fetch::fetch))
         .route("/api/v1/acks", post(remote::report::acks))
-        .route("/api/v1/jobs/{id}/heartbeat", post(remote::report::heartbeat))
+        .route(
+            "/api/v1/jobs/{id}/heartbeat",
+            post(remote::report::heartbeat),
+        )
         .route("/api/v1/jobs/{id}/complete", post(remote::report::complete))
         .route("/api/v1/jobs/{id}/fail", post(remote::report::fail))
         .route("/api/v1/jobs/{id}/snooze", post(remote::report::snooze))
         .route("/api/v1/jobs/{id}/release", post(remote::report::release))
-        .route("/api/v1/workers/{worker_id}/stop", post(remote::fetch::stop))
+        .route(
+            "/api/v1/workers/{worker_id}/stop",
+            post(remote::fetch::stop),
+        )
         .merge(crate::web::routes(&state))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)

@@ -8,10 +8,10 @@ use axum::extract::{Path, State};
 
 use axum::extract::rejection::PathRejection;
 
-use super::remote::model::RemoteWorkerView;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::model::{QueueList, QueueView, ResourceReading, StatusCounts, WorkersView};
+use super::remote::model::RemoteWorkerView;
 use super::{AppState, path_param};
 
 /// Every queue with its counts by status and its pause flag.

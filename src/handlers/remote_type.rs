@@ -85,9 +85,8 @@ impl RemoteType {
         }
         // A schema written as a string is JSON text.
         if let Some(Value::String(text)) = &spec.schema {
-            spec.schema = Some(
-                serde_json::from_str(text).map_err(|e| format!("schema: not JSON: {e}"))?,
-            );
+            spec.schema =
+                Some(serde_json::from_str(text).map_err(|e| format!("schema: not JSON: {e}"))?);
         }
         let schema = spec
             .schema

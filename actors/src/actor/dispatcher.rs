@@ -61,6 +61,11 @@ pub enum DispatcherMsg {
     FetchClaimed(u64, Result<Vec<Job>, StoreError>),
     /// A remote worker was asked to stop: answer its waiting fetches now.
     StopWorker(String),
+    /// Jobs fall due at these times (delayed enqueues, retries, snoozes): waiting remote
+    /// fetches claim again then, whoever moves the jobs to `queued`.
+    DueAt(Vec<chrono::DateTime<chrono::Utc>>),
+    /// The earliest of those times came.
+    DueTimer,
     /// The one look again after an empty claim ([`RECHECK_AFTER`]).
     Recheck,
     /// A claim for this many jobs returned.
@@ -127,6 +132,9 @@ pub struct DispatcherState {
     local_types: Vec<String>,
     /// Remote workers' fetches waiting for a job.
     remote: RemoteFetches,
+    /// When jobs fall due, for waiting fetches (one timer for the earliest).
+    due: std::collections::BTreeSet<tokio::time::Instant>,
+    due_timer_at: Option<tokio::time::Instant>,
 }
 
 impl DispatcherState {
@@ -425,6 +433,38 @@ impl DispatcherState {
         }
     }
 
+    /// Most due times kept; later ones are left to the scheduler's look-ahead.
+    const MAX_DUE: usize = 10_000;
+
+    fn due_at(&mut self, me: &ActorRef<DispatcherMsg>, times: Vec<chrono::DateTime<chrono::Utc>>) {
+        let now = self.deps.clock.now();
+        let base = tokio::time::Instant::now();
+        for t in times {
+            let wait = (t - now).to_std().unwrap_or_default();
+            // On a 10 ms grid: a batch due at one moment is one entry.
+            let ms = (wait.as_millis() as u64).div_ceil(10) * 10;
+            self.due.insert(base + Duration::from_millis(ms));
+        }
+        while self.due.len() > Self::MAX_DUE {
+            self.due.pop_last();
+        }
+        self.arm_due_timer(me);
+    }
+
+    fn arm_due_timer(&mut self, me: &ActorRef<DispatcherMsg>) {
+        let Some(first) = self.due.first().copied() else {
+            return;
+        };
+        if self.due_timer_at.is_some_and(|t| t <= first) {
+            return;
+        }
+        self.due_timer_at = Some(first);
+        me.send_after(
+            first.saturating_duration_since(tokio::time::Instant::now()),
+            || DispatcherMsg::DueTimer,
+        );
+    }
+
     fn fetch_arrived(&mut self, me: &ActorRef<DispatcherMsg>, fetch: PendingFetch) {
         if self.draining {
             let _ = fetch.reply.send(Ok(Vec::new()));
@@ -529,7 +569,12 @@ impl DispatcherState {
             if let Some(p) = job.provider.clone() {
                 let took = match empty.get(&p) {
                     Some(wait) => Err(*wait),
-                    None => self.deps.limiter.try_acquire(&p, self.deps.clock.now()).await,
+                    None => {
+                        self.deps
+                            .limiter
+                            .try_acquire(&p, self.deps.clock.now())
+                            .await
+                    }
                 };
                 if let Err(wait) = took {
                     empty.entry(p.clone()).or_insert(wait);
@@ -568,10 +613,13 @@ impl Actor for Dispatcher {
         let _ = me.cast(DispatcherMsg::Wake);
         metrics::gauge!(telemetry::WORKERS_TARGET).set(deps.config.workers as f64);
         metrics::gauge!(telemetry::WORKERS, "kind" => "local", "state" => "busy").set(0.0);
-        metrics::gauge!(telemetry::WORKERS, "kind" => "local", "state" => "idle").set(deps.config.workers as f64);
+        metrics::gauge!(telemetry::WORKERS, "kind" => "local", "state" => "idle")
+            .set(deps.config.workers as f64);
         Ok(DispatcherState {
             local_types: deps.handlers.local_types(),
             remote: RemoteFetches::default(),
+            due: Default::default(),
+            due_timer_at: None,
             pool_size: deps.config.workers,
             deps,
             acker,
@@ -599,6 +647,18 @@ impl Actor for Dispatcher {
             DispatcherMsg::Fetch(f) => st.fetch_arrived(&me, f),
             DispatcherMsg::FetchClaimed(id, r) => st.fetch_claimed(&me, id, r).await,
             DispatcherMsg::StopWorker(w) => st.remote.answer_empty(Some(&w)),
+            DispatcherMsg::DueAt(times) => st.due_at(&me, times),
+            DispatcherMsg::DueTimer => {
+                st.due_timer_at = None;
+                let now = tokio::time::Instant::now();
+                let later = st.due.split_off(&(now + Duration::from_millis(1)));
+                let fired = !st.due.is_empty();
+                st.due = later;
+                if fired {
+                    st.wake_fetches(&me);
+                }
+                st.arm_due_timer(&me);
+            }
             DispatcherMsg::Wake | DispatcherMsg::Recheck | DispatcherMsg::Poll => {
                 let poll = matches!(msg, DispatcherMsg::Poll);
                 if matches!(msg, DispatcherMsg::Wake) || (poll && st.deps.config.fetch_on_poll) {

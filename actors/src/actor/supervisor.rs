@@ -46,6 +46,7 @@ pub struct Supervisor;
 pub enum SupervisorMsg {
     Wake,
     Fetch(crate::remote::PendingFetch),
+    DueAt(Vec<chrono::DateTime<chrono::Utc>>),
     StopWorker(String),
     Cancel(Uuid),
     Stats(RpcReplyPort<DispatcherStats>),
@@ -165,6 +166,9 @@ impl Actor for Supervisor {
             }
             SupervisorMsg::Fetch(f) => {
                 let _ = st.dispatcher.cast(DispatcherMsg::Fetch(f));
+            }
+            SupervisorMsg::DueAt(t) => {
+                let _ = st.dispatcher.cast(DispatcherMsg::DueAt(t));
             }
             SupervisorMsg::StopWorker(w) => {
                 let _ = st.dispatcher.cast(DispatcherMsg::StopWorker(w));

@@ -41,7 +41,9 @@ pub(super) fn lease_length(v: Option<f64>, field: &str) -> Result<Duration, ApiE
 /// How often a worker should heartbeat a job: a third of its lease, and often enough
 /// that a live worker is never taken for dead (`KYU_NODE_DEAD_AFTER`).
 fn heartbeat_every(lease: Duration, dead_after: Duration) -> Duration {
-    (lease / 3).min(dead_after / 4).max(Duration::from_millis(250))
+    (lease / 3)
+        .min(dead_after / 4)
+        .max(Duration::from_millis(250))
 }
 
 fn check_names(field: &str, names: &[String], max: usize) -> Result<(), ApiError> {
@@ -134,10 +136,7 @@ pub async fn fetch(
             .map(|j| (j.id, j.queue.clone(), j.job_type.clone())),
     );
     let every = heartbeat_every(lease, st.node_dead_after);
-    let jobs = jobs
-        .into_iter()
-        .map(|j| fetched(j, id, every))
-        .collect();
+    let jobs = jobs.into_iter().map(|j| fetched(j, id, every)).collect();
     Ok(Json(FetchResponse {
         jobs,
         stop: st.remote.is_stopped(id),
@@ -148,9 +147,7 @@ fn fetched(job: Job, worker: &str, every: Duration) -> FetchedJob {
     metrics::counter!(telemetry::REMOTE_JOBS, "type" => job.job_type.clone()).increment(1);
     FetchedJob {
         lease: format_lease(job.attempts, worker),
-        lease_expires_at: job
-            .lease_expires_at
-            .unwrap_or_else(chrono::Utc::now),
+        lease_expires_at: job.lease_expires_at.unwrap_or_else(chrono::Utc::now),
         deadline: deadline(&job),
         heartbeat_ms: u64::try_from(every.as_millis()).unwrap_or(u64::MAX),
         job_id: job.id,

@@ -236,8 +236,7 @@ impl RemoteWorkers {
         }
         metrics::gauge!(telemetry::WORKERS, "kind" => "remote", "state" => "connected")
             .set(connected as f64);
-        metrics::gauge!(telemetry::WORKERS, "kind" => "remote", "state" => "busy")
-            .set(busy as f64);
+        metrics::gauge!(telemetry::WORKERS, "kind" => "remote", "state" => "busy").set(busy as f64);
         out
     }
 
