@@ -28,6 +28,14 @@ pub async fn run(s: Settings, with_engine: bool) -> anyhow::Result<()> {
             s.bind
         );
     }
+    // Bind before anything else: a busy port must fail here, before the database is
+    // created or migrated, a node registered or an engine started.
+    let listener = TcpListener::bind(s.bind).await.with_context(|| {
+        format!(
+            "cannot listen on {} (choose another with --bind or KYU_BIND)",
+            s.bind
+        )
+    })?;
     let metrics_on = crate::telemetry::exporter::install().is_some();
     let store = open_store(&s).await?;
     let mut samplers = Vec::new();
@@ -81,9 +89,6 @@ pub async fn run(s: Settings, with_engine: bool) -> anyhow::Result<()> {
         bus.publisher()?,
     )
     .with_node_dead_after(s.node_dead_after);
-    let listener = TcpListener::bind(s.bind)
-        .await
-        .with_context(|| format!("cannot listen on {} (KYU_BIND)", s.bind))?;
     let addr = listener.local_addr()?;
     tracing::info!(
         engine = engine.is_some(),
