@@ -33,7 +33,7 @@ use serde_json::Value;
 
 use crate::config::{Secret, WebhookSettings};
 use crate::net::classify::{status_error, transport_error};
-use crate::net::guard::{NetPolicy, check_response, check_url, guarded_client, refusal};
+use crate::net::guard::{AllowedBy, NetPolicy, check_response, check_url, guarded_client, refusal};
 
 use request::WebhookRequest;
 use response::AnswerBody;
@@ -57,6 +57,7 @@ impl Webhook {
         let policy = NetPolicy {
             allow_private: s.allow_private,
             allow: Vec::new(),
+            allowed_by: AllowedBy::Webhook,
         };
         Ok(Webhook {
             client: guarded_client(&policy, s.timeout, 0)?,
