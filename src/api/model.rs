@@ -54,14 +54,15 @@ pub struct CreateJob {
     #[serde(rename = "type")]
     #[schema(min_length = 1, max_length = 100, pattern = "^[^\\x00]+$")]
     pub job_type: String,
-    /// A JSON object the handler understands (absent or `null`: `{}`), at most
+    /// A JSON object the handler understands; optional: absent or `null` is `{}`
+    /// (as in Sidekiq and BullMQ, where a job without arguments is normal), at most
     /// `KYU_MAX_PAYLOAD_BYTES`. Each type checks its own at enqueue (422
     /// `invalid_payload` naming the field): `summarize` {text | url, length?, language?,
     /// article_id?, providers?}, `extract_content` {url}, `validate_summary` {summary,
     /// source, language?, min_chars?, max_chars?}, `http` {url, method?, headers?, body?},
     /// `delay_print` {message}; `echo` and `noop` take anything.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>, default = json!({}))]
     pub payload: Option<serde_json::Value>,
     /// 1 (low) to 10 (critical); default by type (summarize 7, others 5).
     #[serde(default, deserialize_with = "integer")]
