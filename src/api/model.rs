@@ -1,6 +1,6 @@
 //! The JSON shapes of the API (requests and answers) and their OpenAPI schemas. Jobs are
-//! shown through [`JobView`], which hides what a `user` may not see (seed 002: only
-//! `kind` and `message` of errors).
+//! shown through [`JobView`], which hides what a `user` may not see (of errors, only
+//! `kind` and `message`).
 
 use chrono::{DateTime, Utc};
 use kyu_actors::{AttemptError, Job, JobStatus};
