@@ -62,7 +62,7 @@ pub struct CreateJob {
     /// source, language?, min_chars?, max_chars?}, `http` {url, method?, headers?, body?},
     /// `delay_print` {message}; `echo` and `noop` take anything.
     #[serde(default)]
-    #[schema(value_type = Option<Object>, default = json!({}))]
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<serde_json::Value>,
     /// 1 (low) to 10 (critical); default by type (summarize 7, others 5).
     #[serde(default, deserialize_with = "integer")]
