@@ -1,7 +1,7 @@
 # kyu's image: one binary for every role (`kyu api`, `kyu worker`, `kyu serve`, `kyu migrate`).
 # Built by compose.yaml (`docker compose build`); on its own:
 #   docker build -t kyu .
-# Not built in CI: these machines have no container engine (see README, "Several nodes").
+# Not built in CI, which runs no container engine (see docs/cluster.md).
 
 # ---- build ------------------------------------------------------------------------
 FROM rust:1.95-bookworm AS build

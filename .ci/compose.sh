@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# compose.yaml on a machine without a container engine (none here, nor the `docker compose`
-# plugin): Debian's docker-compose (1.29, the Python one) parses it, resolves anchors and
+# compose.yaml checked without a container engine (CI runs no Docker, nor the `docker
+# compose` plugin): Debian's docker-compose (1.29, the Python one) parses it, resolves anchors and
 # ${…} interpolation and validates it against the Compose Specification schema it ships
 # (`config`); .ci/compose_check.py then checks the resolved topology against the
 # repository's files; promtool checks the Prometheus config it mounts. Images are not
@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Installs docker-compose and python3-yaml (Debian packages) if missing.
 missing=()
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 /usr/bin/python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)

@@ -1,6 +1,6 @@
 """Checks compose.yaml's topology as compose resolves it (the output of
 `docker-compose config`, read from stdin): the services and their roles, kyu's settings
-(names from config/kyu.toml), Redis with AOF as seed 001 configures it, and that
+(names from config/kyu.toml), Redis with AOF (fsync every second), and that
 Prometheus and Grafana use the repository's files with the service names as addresses.
 
 Run by .ci/compose.sh with Debian's python3 (PyYAML comes with docker-compose)."""
@@ -104,7 +104,7 @@ for name in apis + workers:
         f"{name}: DATABASE_URL matches the postgres service's user, password and database",
     )
 
-# ---- Redis as seed 001: AOF on, fsync every second, data on a volume ----------------
+# ---- Redis: AOF on, fsync every second, data on a volume ----------------
 redis = services["redis"]
 cmd = redis.get("command") or []
 cmd = cmd if isinstance(cmd, list) else cmd.split()

@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kyu-target}"
-venv="$HOME/.cache/kyu-schemathesis-venv"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kyu-target}"
+venv="${XDG_CACHE_HOME:-$HOME/.cache}/kyu-schemathesis-venv"
 version=4.32.5
 if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$version"; then
   python3 -m venv "$venv"

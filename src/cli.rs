@@ -111,7 +111,8 @@ pub struct BenchArgs {
     /// Concurrent HTTP clients for `--http`.
     #[arg(long, default_value_t = 100)]
     pub clients: usize,
-    /// Without `--store`: the engine workload of BENCH.md (W1 throughput, W2 latency).
+    /// Without `--store`: the engine workload (W1: throughput draining `--jobs` no-op
+    /// jobs; W2: enqueue-to-start latency at 200 jobs/s; see docs/benchmarks.md).
     /// The store alone: batch enqueue, claim+ack with batches of 1 and 100, then the
     /// same beside `--finished` completed jobs. PostgreSQL and MySQL URLs name a server:
     /// the bench makes its own database there and drops it.

@@ -9,10 +9,11 @@ use serde_json::{Value, json};
 
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// The kyu API to talk to.
+    /// The kyu API to talk to (`kyu serve` listens on http://127.0.0.1:7878).
     #[arg(long, env = "KYU_URL", default_value = "http://127.0.0.1:7878")]
     pub url: String,
-    /// A bearer token, if the server has tokens configured.
+    /// A bearer token (made by `kyu token`), needed when the server has tokens
+    /// configured (KYU_API_TOKENS).
     #[arg(long, env = "KYU_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }
@@ -78,16 +79,32 @@ impl Client {
         if !status.is_success() {
             let e = &body["error"];
             anyhow::bail!(
-                "{status}: {} ({}{})",
+                "{status}: {} ({}{}){}",
                 e["message"].as_str().unwrap_or("no message"),
                 e["code"].as_str().unwrap_or("?"),
                 e["field"]
                     .as_str()
                     .map(|f| format!(", field {f}"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                self.hint(status)
             );
         }
         Ok(body)
+    }
+
+    /// What to do about a 401: how the CLI passes a token.
+    fn hint(&self, status: reqwest::StatusCode) -> &'static str {
+        match (status, &self.token) {
+            (reqwest::StatusCode::UNAUTHORIZED, None) => {
+                ". This kyu requires a token: set KYU_TOKEN=<token> (or pass --token); \
+                 `kyu token NAME` makes one"
+            }
+            (reqwest::StatusCode::UNAUTHORIZED, Some(_)) => {
+                ". The token in KYU_TOKEN (or --token) is not one of the server's \
+                 KYU_API_TOKENS"
+            }
+            _ => "",
+        }
     }
 
     async fn job(&self, id: &str) -> anyhow::Result<Value> {

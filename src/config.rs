@@ -104,7 +104,7 @@ pub struct Settings {
     pub retention: Duration,
     pub rate_limit_per_minute: u32,
     pub rate_limit_burst: u32,
-    /// Whether `kyu serve` runs the engine beside the API (`JOB_WORKER_ENABLED`, seed 002).
+    /// Whether `kyu serve` runs the engine beside the API (`JOB_WORKER_ENABLED`).
     pub worker_enabled: bool,
     /// The API's address (`KYU_BIND`).
     pub bind: SocketAddr,
@@ -121,7 +121,7 @@ pub struct Settings {
     pub header_read_timeout: Duration,
     /// Open connections at most; more wait in the listen backlog (`KYU_MAX_CONNECTIONS`).
     pub max_connections: usize,
-    /// AI provider calls (seed 000 §9; used by the provider handlers).
+    /// AI provider calls (used by the provider handlers).
     pub ai_request_timeout: Duration,
     pub ai_max_concurrent_requests: usize,
     pub ai_fallback_enabled: bool,

@@ -11,7 +11,9 @@
 //!   [`net`]: outbound HTTP (error classes, SSRF guard).
 //!
 //! The engine core (job model, actors) is the `kyu-actors` crate, re-exported as
-//! [`engine`].
+//! [`engine`]. A program that embeds kyu needs only `kyu` and `tokio`: the
+//! [`async_trait`] attribute a [`engine::Handler`] needs and [`serde_json`] (payloads
+//! and results) are re-exported here; `examples/embed.rs` is a whole program.
 
 pub mod api;
 pub mod bench;
@@ -33,3 +35,4 @@ pub mod web;
 pub mod worker;
 
 pub use kyu_actors as engine;
+pub use kyu_actors::{async_trait, serde_json};

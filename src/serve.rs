@@ -28,6 +28,14 @@ pub async fn run(s: Settings, with_engine: bool) -> anyhow::Result<()> {
             s.bind
         );
     }
+    // Bind before anything else: a busy port must fail here, before the database is
+    // created or migrated, a node registered or an engine started.
+    let listener = TcpListener::bind(s.bind).await.with_context(|| {
+        format!(
+            "cannot listen on {} (choose another with --bind or KYU_BIND)",
+            s.bind
+        )
+    })?;
     let metrics_on = crate::telemetry::exporter::install().is_some();
     let store = open_store(&s).await?;
     let mut samplers = Vec::new();
@@ -85,9 +93,6 @@ pub async fn run(s: Settings, with_engine: bool) -> anyhow::Result<()> {
     state
         .remote
         .spawn_beats(state.store.clone(), s.node_dead_after);
-    let listener = TcpListener::bind(s.bind)
-        .await
-        .with_context(|| format!("cannot listen on {} (KYU_BIND)", s.bind))?;
     let addr = listener.local_addr()?;
     tracing::info!(
         engine = engine.is_some(),

@@ -84,6 +84,29 @@ async fn a_refused_enqueue_says_why_and_fails() {
     assert!(!err.contains("backtrace"), "{err}");
 }
 
+#[tokio::test]
+async fn without_a_token_the_401_says_how_to_pass_one() {
+    let user = Token::new("cli", Role::User);
+    let s = Server::start("cli-no-token", &[("KYU_API_TOKENS", user.line.clone())]).await;
+    let base = s.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(kyu_bin())
+            .args(["enqueue", "echo"])
+            .env("KYU_URL", &base)
+            .env_remove("KYU_TOKEN")
+            .output()
+            .expect("run kyu")
+    })
+    .await
+    .expect("join");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("401") && err.contains("KYU_TOKEN") && err.contains("--token"),
+        "{err}"
+    );
+}
+
 #[test]
 fn token_prints_a_secret_and_a_config_line_that_admits_it() {
     let out = Command::new(kyu_bin())

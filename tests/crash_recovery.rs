@@ -1,4 +1,4 @@
-//! Crash recovery with real processes (issue 4, RELIABILITY rows 1, 2, 18, 19).
+//! Crash recovery with real processes.
 //!
 //! A `kyu worker` runs `ledger` jobs on a real database and is killed with SIGKILL at
 //! random points, and at deterministic points inside a batch ack (failpoints), then

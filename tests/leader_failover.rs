@@ -1,4 +1,4 @@
-//! The leader is killed (issue 9, RELIABILITY rows 8 and 21): three `kyu serve` processes
+//! The leader is killed: three `kyu serve` processes
 //! share one PostgreSQL database and a cron entry that fires every second. Exactly one
 //! is leader; after `kill -9` of the leader another takes over within the documented
 //! bound (leader ttl + renew interval), every cron tick is enqueued exactly once across

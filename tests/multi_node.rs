@@ -1,4 +1,4 @@
-//! Several nodes, for real (issue 9, ARCHITECTURE §4–§5, RELIABILITY rows 1 and 4): one
+//! Several nodes, for real: one
 //! `kyu api` process and four `kyu worker` processes share one fresh database (and a
 //! private `redis-server`), jobs are enqueued through the api process's batch endpoint,
 //! and the `ledger` job type appends every handler start and end (job id, attempt, pid)

@@ -154,7 +154,7 @@ async fn postgres_notify_wakes_a_worker_without_redis() {
     c.assert_woken(5, Duration::from_secs(5)).await;
 }
 
-/// The LISTEN session is killed by the server (RELIABILITY row 20): the subscriber
+/// The LISTEN session is killed by the server: the subscriber
 /// notices, reconnects by itself, and wake-ups go on.
 #[tokio::test]
 async fn a_killed_listen_session_is_remade() {

@@ -1,4 +1,4 @@
-//! Pool sizing from CPU, memory and backlog (ARCHITECTURE §2). The policy is a pure
+//! Pool sizing from CPU, memory and backlog. The policy is a pure
 //! function of a reading; the Autoscaler actor feeds it and applies the answer.
 
 use std::time::Duration;

@@ -146,13 +146,29 @@ impl Leadership {
         }
     }
 
-    /// Stops acting as leader.
+    /// Stops acting as leader, unplanned (a failed or refused renew): logged as a warning.
     pub fn revoke(&self, why: &str) {
-        *self.0.until.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        if self.0.held.swap(false, Ordering::AcqRel) {
+        if self.step_down() {
             tracing::warn!(reason = why, "no longer the leader: maintenance stopped");
+        }
+    }
+
+    /// Stops acting as leader because this node is shutting down: the expected end of a
+    /// clean stop, so it is logged at info, not as a warning.
+    pub fn resign(&self) {
+        if self.step_down() {
+            tracing::info!("leadership handed over: this node is shutting down");
+        }
+    }
+
+    /// Drops the lease; `true` if this node held it.
+    fn step_down(&self) -> bool {
+        *self.0.until.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let held = self.0.held.swap(false, Ordering::AcqRel);
+        if held {
             metrics::gauge!(telemetry::LEADER).set(0.0);
         }
+        held
     }
 }
 
@@ -214,7 +230,7 @@ impl Elector {
 
     /// Steps down and frees the lease so the next node need not wait for it.
     pub async fn resign(&self) {
-        self.leadership.revoke("shutting down");
+        self.leadership.resign();
         // Released even if a renew just failed: the row may still name this node.
         if let Err(e) = self
             .store

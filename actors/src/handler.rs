@@ -130,7 +130,7 @@ impl PayloadError {
     }
 }
 
-/// Per-type defaults for new jobs (seed 001: `delay_print` waits 180 s, retries 10 times).
+/// Per-type defaults for new jobs (e.g. `delay_print` waits 180 s, retries 10 times).
 /// `None` leaves the engine's own default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobDefaults {

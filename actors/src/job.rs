@@ -1,4 +1,4 @@
-//! The job record and the builder for new jobs (ARCHITECTURE §3).
+//! The job record and the builder for new jobs.
 
 use std::time::Duration;
 

@@ -38,6 +38,12 @@ pub mod telemetry;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
+/// The attribute a [`Handler`] implementation needs (`#[kyu::engine::async_trait]`), so an
+/// embedder need not depend on `async-trait` itself.
+pub use async_trait::async_trait;
+/// Payloads and results are `serde_json` values (`kyu::engine::serde_json::json!`).
+pub use serde_json;
+
 pub use autoscale::{Reading, ResourceProbe};
 pub use clock::{Clock, SharedClock, SystemClock};
 pub use cluster::{CronEntry, Leadership, NodeAgent, NodeConfig};

@@ -1,4 +1,4 @@
-//! Job priority: 1..=10, higher runs first (seed 000 §3).
+//! Job priority: 1..=10, higher runs first.
 //!
 //! CRITICAL 10, HIGH 7–9, NORMAL 4–6, LOW 1–3. A value outside 1..=10 is refused at the
 //! edge, so the store and the dispatcher only ever see valid priorities.
@@ -57,7 +57,7 @@ impl Priority {
         }
     }
 
-    /// The default priority of a job type when the caller gives none (seed 000 §3.2).
+    /// The default priority of a job type when the caller gives none.
     pub fn default_for_type(job_type: &str) -> Priority {
         match job_type {
             "summarize" => Priority(7),

@@ -127,9 +127,13 @@ impl Engine {
         let wait = request.wait;
         let (reply, mut rx) = oneshot::channel();
         self.send_fetch(PendingFetch { request, reply });
+        if wait.is_zero() {
+            // No long poll: one claim, answered whatever it found, however long it took.
+            return rx.await.unwrap_or_else(|_| Ok(Vec::new()));
+        }
         tokio::select! {
             r = &mut rx => r.unwrap_or_else(|_| Ok(Vec::new())),
-            _ = tokio::time::sleep(wait + Duration::from_millis(5)) => {
+            _ = tokio::time::sleep(wait) => {
                 // Closed first, then read: jobs sent just before are still delivered,
                 // and jobs claimed after are released by the dispatcher, never lost.
                 rx.close();

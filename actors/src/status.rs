@@ -1,4 +1,4 @@
-//! Job status and the lifecycle's legal moves (ARCHITECTURE §3).
+//! Job status and the lifecycle's legal moves.
 //!
 //! The store enforces transitions in SQL; this module is the one place that names them,
 //! so the API, the web page and the tests agree on what "final" means.

@@ -1,4 +1,4 @@
-//! The metric contract (ARCHITECTURE §8): every metric kyu exports, by name, with its
+//! The metric contract: every metric kyu exports, by name, with its
 //! HELP text. Dashboards and alerts in `dashboards/` query exactly these names and
 //! labels, so they live in one place; code emits through the `metrics` facade (a no-op
 //! until a process installs a recorder, as `kyu serve` does).

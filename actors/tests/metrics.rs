@@ -1,4 +1,4 @@
-//! The engine's metrics (ARCHITECTURE §8), read from a debugging recorder installed
+//! The engine's metrics, read from a debugging recorder installed
 //! for this test binary: finished jobs by outcome, failed attempts by kind and
 //! disposition, run and wait histograms, pool gauges, rate-limit waits and tokens.
 //! A snapshot resets what it reads (counters and gauges swap to 0), so tests take turns

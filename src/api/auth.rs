@@ -1,6 +1,6 @@
 //! Bearer tokens and roles. The config holds `name:role:sha256-hex` entries, never a
 //! token; a presented token is hashed and compared with every entry in constant time.
-//! A `user` sees only the jobs it owns; an `admin` sees all (seed 002).
+//! A `user` sees only the jobs it owns; an `admin` sees all.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;

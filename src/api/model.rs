@@ -1,6 +1,6 @@
 //! The JSON shapes of the API (requests and answers) and their OpenAPI schemas. Jobs are
-//! shown through [`JobView`], which hides what a `user` may not see (seed 002: only
-//! `kind` and `message` of errors).
+//! shown through [`JobView`], which hides what a `user` may not see (of errors, only
+//! `kind` and `message`).
 
 use chrono::{DateTime, Utc};
 use kyu_actors::{AttemptError, Job, JobStatus};
@@ -54,7 +54,8 @@ pub struct CreateJob {
     #[serde(rename = "type")]
     #[schema(min_length = 1, max_length = 100, pattern = "^[^\\x00]+$")]
     pub job_type: String,
-    /// A JSON object the handler understands (absent or `null`: `{}`), at most
+    /// A JSON object the handler understands; optional: absent or `null` is `{}`
+    /// (as in Sidekiq and BullMQ, where a job without arguments is normal), at most
     /// `KYU_MAX_PAYLOAD_BYTES`. Each type checks its own at enqueue (422
     /// `invalid_payload` naming the field): `summarize` {text | url, length?, language?,
     /// article_id?, providers?}, `extract_content` {url}, `validate_summary` {summary,

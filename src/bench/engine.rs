@@ -1,4 +1,4 @@
-//! `kyu bench`: the workload of BENCH.md, in-process. W1: enqueue N no-op jobs in
+//! `kyu bench`: the engine workload (docs/benchmarks.md), in-process. W1: enqueue N no-op jobs in
 //! batches of 1,000, then start the engine (fixed pool) and time the drain until the
 //! N-th outcome is durable. W2: the engine idle for 2 s, then 2,000 single enqueues at
 //! 200/s; latency is job start − enqueue call. Three runs; medians and ranges.

@@ -1,4 +1,4 @@
-//! `kyu bench --http` (BENCH.md, HTTP): an in-process kyu (API + engine, SQLite unless
+//! `kyu bench --http` (docs/benchmarks.md): an in-process kyu (API + engine, SQLite unless
 //! `--database-url`) on loopback, then over real HTTP: single creates and gets from
 //! `--clients` concurrent clients (latency p50/p99 in ms), and batch enqueue through
 //! `POST /api/v1/jobs/batch` (jobs/s). Three runs; medians and ranges.

@@ -1,5 +1,5 @@
 //! Evidence for the crash tests: a ledger of handler runs kept outside kyu's
-//! transactions, so a `kill -9` cannot roll it back (RELIABILITY §4).
+//! transactions, so a `kill -9` cannot roll it back.
 
 pub mod handler;
 pub mod ledger;

@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::FetchSettings;
-use crate::net::guard::{NetPolicy, guarded_client};
+use crate::net::guard::{AllowedBy, NetPolicy, guarded_client};
 
 pub use readable::Readable;
 
@@ -45,6 +45,7 @@ impl ExtractContent {
         let policy = NetPolicy {
             allow_private: s.allow_private,
             allow: s.allow.clone(),
+            allowed_by: AllowedBy::Fetch,
         };
         Ok(ExtractContent {
             client: guarded_client(&policy, s.timeout, s.max_redirects)?,

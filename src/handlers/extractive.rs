@@ -1,5 +1,5 @@
-//! The offline summary, the chain's last resort (seed 000 §8.2 "Simple Extraction":
-//! the article's first ~300 characters): leading sentences of the text, cut at a
+//! The offline summary, the chain's last resort (a "simple
+//! extraction": the article's first ~300 characters): leading sentences of the text, cut at a
 //! sentence boundary (UAX #29, so Japanese "。" counts too), no network. Whitespace is
 //! collapsed; between CJK characters it is dropped rather than turned into a space.
 

@@ -1,4 +1,4 @@
-//! The job types kyu runs out of the box (ARCHITECTURE §6, seed 000 §2): `summarize`
+//! The job types kyu runs out of the box: `summarize`
 //! (an AI provider chain with an offline fallback), `extract_content`,
 //! `validate_summary`, `http` (webhook), beside the engine's `noop`, `echo` and
 //! `delay_print`. Each checks its payload at enqueue time (`Handler::validate`).

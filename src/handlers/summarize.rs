@@ -1,4 +1,4 @@
-//! `summarize` (seed 000 §2, §8): an AI summary of an article through a provider chain
+//! `summarize`: an AI summary of an article through a provider chain
 //! with fallback — Groq → Claude → the offline extractive summary by default. The job's
 //! own provider (whose token the dispatcher already took) starts the chain; any other
 //! provider is asked for a token first. A provider without a key is skipped, a 429 puts

@@ -1,4 +1,4 @@
-//! `validate_summary` (seed 000 §2, 要約品質チェック): checks a summary against its
+//! `validate_summary` (要約品質チェック, a summary quality check): checks a summary against its
 //! source before an application shows it, without calling any model.
 //!
 //! Payload: `{summary, source, language? ("ja", "en-US", "jpn"), min_chars?,

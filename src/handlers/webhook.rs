@@ -1,12 +1,12 @@
 //! The `http` job: calls the application back (a webhook) so work queued in kyu can
-//! end in the application's own code (ARCHITECTURE §6).
+//! end in the application's own code.
 //!
 //! Payload: `{url, method? (GET|POST|PUT|PATCH|DELETE, default POST), headers?
 //! (names → string values), body? (a string is sent as text/plain, other JSON as
 //! application/json; absent or null sends none)}`. Result: `{status, body,
 //! truncated}`, the body JSON when the answer is JSON, else text, capped at 64 KiB.
 //!
-//! What the answer means (seed 000 §4): 2xx completes; 429 is `rate_limit` and the
+//! What the answer means: 2xx completes; 429 is `rate_limit` and the
 //! engine waits its Retry-After; other 4xx are `non_retryable`; 5xx, 408, timeouts
 //! (`KYU_WEBHOOK_TIMEOUT`) and connection errors are `retryable`. Redirects are not
 //! followed: a webhook answers directly, and a 3xx is `non_retryable`.
@@ -33,7 +33,7 @@ use serde_json::Value;
 
 use crate::config::{Secret, WebhookSettings};
 use crate::net::classify::{status_error, transport_error};
-use crate::net::guard::{NetPolicy, check_response, check_url, guarded_client, refusal};
+use crate::net::guard::{AllowedBy, NetPolicy, check_response, check_url, guarded_client, refusal};
 
 use request::WebhookRequest;
 use response::AnswerBody;
@@ -57,6 +57,7 @@ impl Webhook {
         let policy = NetPolicy {
             allow_private: s.allow_private,
             allow: Vec::new(),
+            allowed_by: AllowedBy::Webhook,
         };
         Ok(Webhook {
             client: guarded_client(&policy, s.timeout, 0)?,

@@ -1,4 +1,4 @@
-//! An HTTP answer or transport error → the job's [`JobError`] (seed 000 §4): 429 is
+//! An HTTP answer or transport error → the job's [`JobError`]: 429 is
 //! `rate_limit` with the server's Retry-After, 408 and 5xx are `retryable`, other 4xx
 //! `non_retryable`; timeouts and connection errors are `retryable`. Messages carry the
 //! status and a short, cleaned excerpt of the body, never request headers.

@@ -26,9 +26,29 @@ use reqwest::redirect;
 
 pub use ranges::internal_class;
 
-/// The end of every refusal message: how an operator allows an internal address.
-const HINT: &str = " (set KYU_FETCH_ALLOW_PRIVATE=true or list the IP:port in KYU_FETCH_ALLOW \
-                    to allow; for the http job KYU_WEBHOOK_ALLOW_PRIVATE=true)";
+/// Whose settings allow internal addresses: each refusal names only the settings that
+/// would let that job through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AllowedBy {
+    /// `extract_content`: `KYU_FETCH_ALLOW_PRIVATE`, `KYU_FETCH_ALLOW`.
+    #[default]
+    Fetch,
+    /// The `http` job (webhooks): `KYU_WEBHOOK_ALLOW_PRIVATE`.
+    Webhook,
+}
+
+impl AllowedBy {
+    /// The end of a refusal message: how an operator allows an internal address.
+    fn hint(self) -> &'static str {
+        match self {
+            AllowedBy::Fetch => {
+                " (set KYU_FETCH_ALLOW_PRIVATE=true or list the IP:port in KYU_FETCH_ALLOW \
+                 to allow)"
+            }
+            AllowedBy::Webhook => " (set KYU_WEBHOOK_ALLOW_PRIVATE=true to allow)",
+        }
+    }
+}
 
 /// Longest wait for a TCP/TLS connection, whatever the whole request's timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,6 +60,8 @@ pub struct NetPolicy {
     pub allow_private: bool,
     /// Internal addresses allowed even when `allow_private` is false (exact IP:port).
     pub allow: Vec<SocketAddr>,
+    /// The settings a refusal names.
+    pub allowed_by: AllowedBy,
 }
 
 impl NetPolicy {
@@ -50,7 +72,10 @@ impl NetPolicy {
             None => Ok(()),
             Some(_) if self.allow_private => Ok(()),
             Some(_) if self.allow.iter().any(|a| same(*a, addr)) => Ok(()),
-            Some(class) => Err(format!("refused: {ip} is {class}{HINT}")),
+            Some(class) => Err(format!(
+                "refused: {ip} is {class}{}",
+                self.allowed_by.hint()
+            )),
         }
     }
 }
@@ -205,6 +230,7 @@ mod tests {
         let open = NetPolicy {
             allow_private: true,
             allow: vec![],
+            ..Default::default()
         };
         for u in [
             "file:///etc/passwd",
@@ -260,6 +286,7 @@ mod tests {
         let one = NetPolicy {
             allow_private: false,
             allow: vec!["127.0.0.1:8080".parse().unwrap()],
+            ..Default::default()
         };
         assert_eq!(url_err("http://127.0.0.1:8080/x", &one), None);
         assert_eq!(url_err("http://[::ffff:127.0.0.1]:8080/x", &one), None);
@@ -269,6 +296,7 @@ mod tests {
         let open = NetPolicy {
             allow_private: true,
             allow: vec![],
+            ..Default::default()
         };
         assert_eq!(url_err("http://127.0.0.1:1/", &open), None);
         assert!(check_peer("127.0.0.1:8080".parse().unwrap(), &one).is_ok());
@@ -308,6 +336,7 @@ mod tests {
         let one = NetPolicy {
             allow_private: false,
             allow: vec![addr],
+            ..Default::default()
         };
         let c = guarded_client(&one, Duration::from_secs(5), 3).unwrap();
         let ok = c.get(format!("http://{addr}/ok")).send().await.unwrap();
@@ -331,6 +360,7 @@ mod tests {
         let other = NetPolicy {
             allow_private: false,
             allow: vec!["127.0.0.1:9".parse().unwrap()],
+            ..Default::default()
         };
         let e = check_response(&ok_again(&c, addr).await, &other).unwrap_err();
         assert!(e.to_string().contains("is a loopback"), "{e}");

@@ -1,4 +1,4 @@
-//! AI provider clients for `summarize` (seed 000 §8): Groq through an OpenAI-compatible
+//! AI provider clients for `summarize`: Groq through an OpenAI-compatible
 //! chat-completions client, Claude through Anthropic's messages API. Each is a
 //! [`SummaryProvider`]; [`Providers`] builds the configured ones from [`Settings`] with
 //! one `reqwest::Client` each (`AI_REQUEST_TIMEOUT`) and a process-wide cap on calls in

@@ -29,8 +29,8 @@ impl SummaryLength {
         }
     }
 
-    /// Target length of the offline (extractive) summary, in characters (seed 000 §8.2:
-    /// "the first 300 characters" for a medium one).
+    /// Target length of the offline (extractive) summary, in characters (about
+    /// the first 300 characters for a medium one).
     pub fn extractive_chars(self) -> usize {
         match self {
             SummaryLength::Short => 150,

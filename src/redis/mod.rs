@@ -1,4 +1,4 @@
-//! Redis, when `REDIS_URL` is set (ARCHITECTURE §5): optional, and never the source
+//! Redis, when `REDIS_URL` is set: optional, and never the source
 //! of truth. [`link`] is the process's one connection and its health
 //! (`kyu_redis_up`); [`limits`] keeps the per-provider rate-limit buckets there so
 //! all nodes share them, falling back to each node's own buckets while Redis is away.

@@ -1,4 +1,4 @@
-//! Deterministic crash points for the crash tests (RELIABILITY row 2).
+//! Deterministic crash points for the crash tests.
 //!
 //! `KYU_FAILPOINTS="ack.before_commit=3"` aborts the process (no clean-up, like
 //! `kill -9`) on the 3rd batch ack, before it reaches the database;

@@ -1,4 +1,4 @@
-//! Observability of a kyu process (ARCHITECTURE §8): logs, the Prometheus recorder,
+//! Observability of a kyu process: logs, the Prometheus recorder,
 //! and the background samplers that turn the store's and Redis's state into gauges.
 //! The metric names themselves are the contract in [`kyu_actors::telemetry`]; the
 //! engine emits its own metrics, this module adds what only the process can see.

@@ -27,7 +27,7 @@
 //! dedicated connection receives messages and calls the wake function. The connection is
 //! checked end to end by a probe message this process publishes every [`PROBE_EVERY`]
 //! and must hear back (a cut that delivers no error — a half-open socket, a killed
-//! LISTEN backend behind a proxy — is otherwise invisible: RELIABILITY row 20). A lost
+//! LISTEN backend behind a proxy — is otherwise invisible). A lost
 //! connection is remade with back-off (100 ms doubling to 2 s), with one warning per
 //! outage and a note when it is back; jobs meanwhile start by polling.
 

@@ -1,5 +1,5 @@
-//! `/enqueue`: a form that creates one job (seed 003's register form: a message, a
-//! delay, a retry count — here any registered type and any JSON payload). The script
+//! `/enqueue`: a form that creates one job (any registered type, any JSON
+//! payload, and optional priority, delay and retries). The script
 //! checks the payload is a JSON object before sending; the server checks everything
 //! again through the API's own create path (`api::jobs::create_one`), so the rules and
 //! messages are the API's. A created job is shown at once (303 to its page).

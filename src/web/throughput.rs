@@ -127,8 +127,11 @@ fn rate(samples: &[Sample], now: Sample, window: Duration) -> Rate {
     let completed = now.completed.saturating_sub(from.completed);
     let failed_attempts = (now.failed + now.retried).saturating_sub(from.failed + from.retried);
     let attempts = completed + failed_attempts;
-    let minutes = span.as_secs_f64() / 60.0;
     let partial = span + EVERY < window;
+    // A full window is labelled and divided by its nominal length (the samples cover
+    // it to within one sampling interval), so a "1 min" row's per-minute rate is its
+    // completed count; a partial window by the span it really covers.
+    let minutes = if partial { span } else { window }.as_secs_f64() / 60.0;
     let label = if partial {
         format!("{} s (since start)", span.as_secs())
     } else {
@@ -176,6 +179,12 @@ mod tests {
         let r = rate(&samples, now, Duration::from_secs(300));
         assert_eq!(r.completed, 110);
         assert_eq!(r.label, "120 s (since start)");
+        // 55 s of samples (one interval short) is a full minute: 12 completed is 12.0
+        // per minute, not 13.1.
+        let late = [s(65, 50, 5, 0), s(120, 62, 5, 0)];
+        let r = rate(&late, s(120, 62, 5, 0), Duration::from_secs(60));
+        assert_eq!((r.label.as_str(), r.completed), ("1 min", 12));
+        assert_eq!(r.per_minute, "12.0");
         let r = rate(&[], now, Duration::from_secs(60));
         assert_eq!((r.per_minute.as_str(), r.failure.as_str()), ("–", "–"));
     }

@@ -1,5 +1,5 @@
 //! Several real kyu processes on one database: one `kyu api` and N `kyu worker`s, the
-//! production shape (ARCHITECTURE §4–§5), plus a private `redis-server` the test can stop
+//! production shape, plus a private `redis-server` the test can stop
 //! and start again on the same port. Every process is killed when the cluster (or the
 //! Redis) drops, also when the test panics; the database goes with its guard.
 #![allow(dead_code)]

@@ -1,4 +1,4 @@
-//! The actor tree (ARCHITECTURE §2). Each actor is a zero-sized behaviour with its
+//! The actor tree. Each actor is a zero-sized behaviour with its
 //! state built in `pre_start`; logic that can be pure lives outside, in the crate root.
 
 pub mod acker;

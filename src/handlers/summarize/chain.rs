@@ -1,4 +1,4 @@
-//! The provider chain of `summarize` (seed 000 §8.2): Groq → Claude → extractive by
+//! The provider chain of `summarize`: Groq → Claude → extractive by
 //! default or as the payload overrides it, started at the job's own provider, and the
 //! record of what each step did (`chain` in the result, and the error when every step
 //! failed).

@@ -2,7 +2,7 @@
 //! the field) and again when the job runs (a payload stored before a rule changed).
 //!
 //! `{article_id?, text | url, length?, language?, providers?}`; `length` and `language`
-//! may also come in seed 000's `user_preferences` object. With both `text` and `url`,
+//! may also come in a `user_preferences` object. With both `text` and `url`,
 //! the text is summarized and the URL is not fetched.
 
 use kyu_actors::PayloadError;

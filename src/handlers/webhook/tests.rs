@@ -157,4 +157,10 @@ async fn unreachable_receivers_are_retryable_and_loopback_is_refused_by_default(
     .unwrap();
     let e = guarded.run(ctx(&url)).await.unwrap_err();
     assert_eq!(e.kind().as_str(), "non_retryable", "{e}");
+    // The refusal names the webhook's setting, not extract_content's.
+    assert!(
+        e.to_string().contains("KYU_WEBHOOK_ALLOW_PRIVATE=true"),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("KYU_FETCH"), "{e}");
 }

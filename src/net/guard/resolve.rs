@@ -49,7 +49,7 @@ fn filter(
     match (kept.is_empty(), refused) {
         (true, Some((ip, class))) => Err(Refused(format!(
             "refused: {host} resolves to {ip}, {class}{}",
-            super::HINT
+            policy.allowed_by.hint()
         ))),
         _ => Ok(kept),
     }
@@ -86,11 +86,13 @@ mod tests {
         let open = NetPolicy {
             allow_private: true,
             allow: vec![],
+            ..Default::default()
         };
         assert_eq!(filter("h", addrs(&["127.0.0.1"]), &open).unwrap().len(), 1);
         let one = NetPolicy {
             allow_private: false,
             allow: vec!["127.0.0.1:8080".parse().unwrap()],
+            ..Default::default()
         };
         let kept = filter("h", addrs(&["127.0.0.1", "::1"]), &one).unwrap();
         assert_eq!(kept, addrs(&["127.0.0.1"]));

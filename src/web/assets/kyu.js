@@ -1,5 +1,5 @@
-// kyu web page script: shows times in the viewer's local time (UTC stays in the
-// tooltip), asks before destructive actions, checks the enqueue form's payload is a JSON
+// kyu web page script: shows times in the viewer's local time with its zone (UTC
+// stays in the tooltip), asks before destructive actions, checks the enqueue form's payload is a JSON
 // object before sending, and reloads a job's card every 2 s until the job is final.
 // It talks only to kyu (the Content-Security-Policy allows nothing else).
 (function () {
@@ -9,7 +9,8 @@
     root.querySelectorAll('time[datetime]').forEach(function (t) {
       var d = new Date(t.getAttribute('datetime'));
       if (!isNaN(d.getTime())) {
-        t.textContent = d.toLocaleString();
+        // With the zone (e.g. "GMT+9"), so a time is never read in the wrong one.
+        t.textContent = d.toLocaleString(undefined, { timeZoneName: 'short' });
       }
     });
   }
