@@ -108,9 +108,14 @@ class Worker:
 
     def _signal_stop(self, hurry: bool) -> None:
         assert self._stop_event is not None and self._hurry_event is not None
-        if hurry or self._stop_event.is_set():
+        if hurry:
             self._hurry_event.set()
         self._stop_event.set()
+
+    def _on_signal(self) -> None:
+        """SIGTERM/SIGINT: stop gracefully; a second one skips the grace."""
+        assert self._stop_event is not None
+        self._signal_stop(hurry=self._stop_event.is_set())
 
     # ---- the loop -----------------------------------------------------------------
     async def run_async(self, *, install_signal_handlers: bool = False) -> None:
@@ -136,7 +141,7 @@ class Worker:
         )
         if install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
-                self._loop.add_signal_handler(sig, self._signal_stop, False)
+                self._loop.add_signal_handler(sig, self._on_signal)
         log.info(
             "kyu worker %s: %s, concurrency %d",
             self.worker_id,
