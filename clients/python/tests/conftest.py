@@ -72,8 +72,9 @@ def running(worker: Worker) -> Iterator[Worker]:
             raise failure[0]
 
 
-def wait_for(client: Client, job_id: str, check: Callable[[Job], bool],
-              timeout: float = 10.0) -> Job:
+def wait_for(
+    client: Client, job_id: str, check: Callable[[Job], bool], timeout: float = 10.0
+) -> Job:
     """Poll the job until ``check(job)`` holds; fail the test after ``timeout``."""
     end = time.monotonic() + timeout
     while True:

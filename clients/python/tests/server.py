@@ -63,7 +63,10 @@ class KyuServer:
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 [binary, "serve", "--bind", f"127.0.0.1:{self.port}", "--config", str(config)],
-                cwd=self.dir, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.dir,
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         self._wait_ready()
 

@@ -77,7 +77,10 @@ def test_bad_input_raises_kyu_errors(client: Client) -> None:
     with pytest.raises(InvalidInput) as err:
         client.enqueue("py_stock", {"symbols": "7203"})
     assert (err.value.status, err.value.code, err.value.field) == (
-        422, "invalid_payload", "payload.symbols")
+        422,
+        "invalid_payload",
+        "payload.symbols",
+    )
 
     with pytest.raises(KyuError) as unknown:
         client.enqueue("no_such_type", {})

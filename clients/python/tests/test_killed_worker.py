@@ -19,8 +19,9 @@ from kyu_client import Client, JobContext
 
 @pytest.fixture(scope="module")
 def fast_death() -> Iterator[KyuServer]:
-    server = KyuServer({"py_kill": None},
-                       env={"KYU_NODE_DEAD_AFTER": "2s", "KYU_RESCUE_INTERVAL": "1s"})
+    server = KyuServer(
+        {"py_kill": None}, env={"KYU_NODE_DEAD_AFTER": "2s", "KYU_RESCUE_INTERVAL": "1s"}
+    )
     yield server
     server.stop()
 
@@ -29,8 +30,9 @@ def test_killed_workers_job_runs_again(fast_death: KyuServer) -> None:
     child_script = Path(__file__).with_name("worker_child.py")
     with Client(fast_death.url) as client:
         job = client.enqueue("py_kill", {"n": 1}, max_retries=3)
-        child = subprocess.Popen([sys.executable, str(child_script), fast_death.url],
-                                 stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, str(child_script), fast_death.url], stdout=subprocess.PIPE, text=True
+        )
         try:
             assert child.stdout is not None
             assert child.stdout.readline().strip() == f"started {job.job_id}"

@@ -107,8 +107,10 @@ def test_outcomes_non_retryable_snooze_rate_limited(kyu: KyuServer, client: Clie
         return what
 
     with running(worker_for(kyu, {"py_outcomes": handler})):
-        ids = {d: client.enqueue("py_outcomes", {"do": d}, max_retries=0 if d == "crash" else 3)
-               .job_id for d in ("refuse", "snooze", "throttled", "crash")}
+        ids = {
+            d: client.enqueue("py_outcomes", {"do": d}, max_retries=0 if d == "crash" else 3).job_id
+            for d in ("refuse", "snooze", "throttled", "crash")
+        }
         done = {d: client.wait(i, timeout=20) for d, i in ids.items()}
     assert done["refuse"].status == "failed" and done["refuse"].error is not None
     assert (done["refuse"].error.kind, done["refuse"].attempts) == ("non_retryable", 1)
@@ -147,8 +149,12 @@ def test_graceful_stop_finishes_running_and_releases_the_rest(
         return "finished"
 
     worker = worker_for(kyu, {"py_graceful": handler}, concurrency=1, prefetch=2)
-    ids = [j.job_id for j in client.enqueue_many(
-        [{"type": "py_graceful", "payload": {"i": i}} for i in range(3)])]
+    ids = [
+        j.job_id
+        for j in client.enqueue_many(
+            [{"type": "py_graceful", "payload": {"i": i}} for i in range(3)]
+        )
+    ]
     with running(worker):
         assert started.wait(10)
         worker.stop()

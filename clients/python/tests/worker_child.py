@@ -14,5 +14,11 @@ def hold(ctx: JobContext) -> None:
 
 
 if __name__ == "__main__":
-    Worker(Client(sys.argv[1]), {"py_kill": hold}, concurrency=1, prefetch=0,
-           lease_seconds=30, poll_seconds=1.0).run()
+    Worker(
+        Client(sys.argv[1]),
+        {"py_kill": hold},
+        concurrency=1,
+        prefetch=0,
+        lease_seconds=30,
+        poll_seconds=1.0,
+    ).run()

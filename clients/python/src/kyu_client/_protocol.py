@@ -11,6 +11,7 @@ from urllib.parse import quote
 import httpx
 
 from . import _calls
+from ._sniffio import remember_missing_sniffio
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Heartbeat:
 
 class Protocol:
     def __init__(self, url: str, token: str | None, user_agent: str, pool_size: int) -> None:
+        remember_missing_sniffio()
         self._http = httpx.AsyncClient(
             base_url=url,
             headers={**_calls.headers(token, user_agent), "content-type": "application/json"},

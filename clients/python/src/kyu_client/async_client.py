@@ -16,6 +16,7 @@ import httpx
 
 from . import _calls
 from ._config import USER_AGENT, resolve_token, resolve_url
+from ._sniffio import remember_missing_sniffio
 from .models import Enqueued, Job, JobPage
 
 T = TypeVar("T")
@@ -36,6 +37,7 @@ class AsyncClient:
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        remember_missing_sniffio()
         self.url = resolve_url(url)
         self.token = resolve_token(token)
         self.timeout = timeout
