@@ -138,6 +138,8 @@ class JobRun:
         if not self.reported:
             self.reported = True
             self._report(work)
+        elif not work.cancelled():
+            work.exception()  # already reported: the handler's ending is of no interest
 
     async def _heartbeat(self) -> bool:
         progress = self.ctx.current_progress
