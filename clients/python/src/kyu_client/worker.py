@@ -226,6 +226,10 @@ class Worker:
 
     def _start(self, job: dict[str, Any], env: RunEnv) -> None:
         job_type = str(job.get("type"))
+        if job_type not in self.handlers:  # kyu hands out only the types we asked for
+            log.error("kyu: got a %s job without a handler; giving it back", job_type)
+            env.acks.add({"job_id": job["job_id"], "lease": job["lease"], "op": "release"})
+            return
         run = JobRun(job, self.handlers[job_type], self._async[job_type], env)
         self._in_hand += 1
         task = asyncio.create_task(run.run(), name=f"kyu-run-{run.job_id}")
