@@ -161,7 +161,8 @@ class Worker:
     def _work_done(self) -> None:
         self._in_hand -= 1
         assert self._room is not None
-        self._room.set()
+        if self.concurrency + self.prefetch - self._in_hand >= max(1, self.prefetch):
+            self._room.set()
 
     async def _fetch_loop(self, protocol: Protocol, env: RunEnv, capacity: int) -> None:
         assert self._stop_event is not None and self._room is not None
@@ -178,14 +179,17 @@ class Worker:
         stopping = asyncio.ensure_future(self._stop_event.wait())
         backoff = 0.1
         try:
+            # Fetch once the prefetched jobs are used up, for all free room at once: asking
+            # as soon as one slot frees would make a stream of one-job fetches.
+            low_water = max(1, self.prefetch)
             while not self._stop_event.is_set():
+                await asyncio.sleep(0)  # let jobs that just ended free their slots
                 free = capacity - self._in_hand
-                if free <= 0:
+                if free < low_water:
                     self._room.clear()
-                    await asyncio.wait(
-                        {stopping, asyncio.ensure_future(self._room.wait())},
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
+                    room = asyncio.ensure_future(self._room.wait())
+                    await asyncio.wait({stopping, room}, return_when=asyncio.FIRST_COMPLETED)
+                    room.cancel()
                     continue
                 request["max"] = min(free, 100)
                 fetch = asyncio.ensure_future(protocol.fetch(request))
