@@ -20,7 +20,12 @@ from kyu_client import Client, JobContext
 @pytest.fixture(scope="module")
 def fast_death() -> Iterator[KyuServer]:
     server = KyuServer(
-        {"py_kill": None}, env={"KYU_NODE_DEAD_AFTER": "2s", "KYU_RESCUE_INTERVAL": "1s"}
+        {"py_kill": None},
+        env={
+            "KYU_NODE_DEAD_AFTER": "2s",
+            "KYU_NODE_HEARTBEAT_INTERVAL": "500ms",
+            "KYU_RESCUE_INTERVAL": "1s",
+        },
     )
     yield server
     server.stop()
