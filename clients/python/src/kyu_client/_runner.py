@@ -46,7 +46,7 @@ class RunEnv:
     executor: Executor
     lease_seconds: int
     on_stop: Callable[[], None]
-    on_work_done: Callable[[], None]
+    on_work_done: Callable[[float | None], None]  # how long the handler ran, if it did
 
 
 def _deadline_monotonic(job: dict[str, Any], lease_seconds: int) -> float | None:
@@ -83,6 +83,7 @@ class JobRun:
         self._wake: asyncio.Future[None] | None = None
         self.ctx = JobContext(job, self._deadline, on_progress=self._poke)
         self.started = False
+        self._started_at = 0.0
         self.reported = False
         self._sent_progress: int | None = None
         self._work: asyncio.Task[Any] | None = None
@@ -91,10 +92,14 @@ class JobRun:
     async def _execute(self) -> Any:
         async with self._env.slots:
             self.started = True
+            self._started_at = time.monotonic()
             self.ctx.check_cancelled()
             if self._is_async:
                 return await self._handler(self.ctx)
             return await self._loop.run_in_executor(self._env.executor, self._handler, self.ctx)
+
+    def _ran_for(self) -> float | None:
+        return time.monotonic() - self._started_at if self.started else None
 
     def _poke(self) -> None:
         """Wake the supervisor (progress changed); callable from any thread."""
@@ -107,7 +112,7 @@ class JobRun:
     # ---- supervision ------------------------------------------------------------
     async def run(self) -> None:
         work = self._work = asyncio.create_task(self._execute(), name=f"kyu-job-{self.job_id}")
-        work.add_done_callback(lambda _: self._env.on_work_done())
+        work.add_done_callback(lambda _: self._env.on_work_done(self._ran_for()))
         last_hb = time.monotonic()
         next_hb = last_hb + self._hb_every
         while not work.done():

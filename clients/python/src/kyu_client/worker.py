@@ -1,9 +1,10 @@
 """A worker process for kyu: pull jobs of the types it has handlers for, run them, report.
 
 ``Worker(client, handlers={"type": fn}, concurrency=10).run()`` is the whole program.
-It long-polls ``fetch`` for as many jobs as it has free slots (plus a small prefetch, so
-slots do not idle during the round trip), runs sync handlers in a thread pool and async
-ones as tasks, heartbeats each lease, and reports outcomes in batches. SIGTERM/SIGINT
+It long-polls ``fetch`` for as many jobs as it has free slots (plus a prefetch while
+jobs are short, so slots do not idle during the round trip; see ``_pacing``), runs sync
+handlers in a thread pool and async ones as tasks, heartbeats each lease, and reports
+outcomes in batches. SIGTERM/SIGINT
 stop it gracefully: no more fetching, jobs not started are released at once, running
 handlers get ``shutdown_grace`` seconds, then they are cancelled and released.
 """
@@ -17,12 +18,14 @@ import os
 import secrets
 import signal
 import socket
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ._acks import AckBatcher
 from ._config import USER_AGENT
+from ._pacing import Pacing
 from ._protocol import Protocol
 from ._runner import Handler, JobRun, RunEnv
 from ._version import __version__
@@ -75,7 +78,7 @@ class Worker:
         self.handlers = dict(handlers)
         self.concurrency = concurrency
         self.queues = list(queues) if queues is not None else None
-        self.prefetch = max(1, concurrency // 2) if prefetch is None else prefetch
+        self.prefetch = concurrency if prefetch is None else prefetch
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.shutdown_grace = shutdown_grace
@@ -125,8 +128,9 @@ class Worker:
         self._room = asyncio.Event()
         if self._stop_requested:
             self._stop_event.set()
-        capacity = self.concurrency + self.prefetch
-        protocol = Protocol(self.url, self.token, USER_AGENT, pool_size=capacity + 4)
+        self._pacing = Pacing(self.concurrency, self.prefetch)
+        pool = self.concurrency + self.prefetch + 4
+        protocol = Protocol(self.url, self.token, USER_AGENT, pool_size=pool)
         acks = AckBatcher(protocol.acks, interval=self._ack_interval, max_batch=self._ack_batch)
         acks.start()
         executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="kyu-handler")
@@ -149,7 +153,7 @@ class Worker:
             self.concurrency,
         )
         try:
-            await self._fetch_loop(protocol, env, capacity)
+            await self._fetch_loop(protocol, env)
         finally:
             await self._shut_down(protocol, acks)
             executor.shutdown(wait=False, cancel_futures=True)
@@ -158,13 +162,15 @@ class Worker:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     self._loop.remove_signal_handler(sig)
 
-    def _work_done(self) -> None:
+    def _work_done(self, seconds: float | None) -> None:
         self._in_hand -= 1
+        if seconds is not None:
+            self._pacing.job_ran(seconds)
         assert self._room is not None
-        if self.concurrency + self.prefetch - self._in_hand >= max(1, self.prefetch):
+        if self._pacing.fetch_size(self._in_hand):
             self._room.set()
 
-    async def _fetch_loop(self, protocol: Protocol, env: RunEnv, capacity: int) -> None:
+    async def _fetch_loop(self, protocol: Protocol, env: RunEnv) -> None:
         assert self._stop_event is not None and self._room is not None
         request: dict[str, Any] = {
             "worker_id": self.worker_id,
@@ -179,19 +185,17 @@ class Worker:
         stopping = asyncio.ensure_future(self._stop_event.wait())
         backoff = 0.1
         try:
-            # Fetch once the prefetched jobs are used up, for all free room at once: asking
-            # as soon as one slot frees would make a stream of one-job fetches.
-            low_water = max(1, self.prefetch)
             while not self._stop_event.is_set():
                 await asyncio.sleep(0)  # let jobs that just ended free their slots
-                free = capacity - self._in_hand
-                if free < low_water:
+                size = self._pacing.fetch_size(self._in_hand)
+                if not size:
                     self._room.clear()
                     room = asyncio.ensure_future(self._room.wait())
                     await asyncio.wait({stopping, room}, return_when=asyncio.FIRST_COMPLETED)
                     room.cancel()
                     continue
-                request["max"] = min(free, 100)
+                request["max"] = size
+                asked = time.monotonic()
                 fetch = asyncio.ensure_future(protocol.fetch(request))
                 await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 if not fetch.done():
@@ -208,6 +212,8 @@ class Worker:
                 except asyncio.CancelledError:
                     break
                 backoff = 0.1
+                if jobs:
+                    self._pacing.fetched(time.monotonic() - asked)
                 for job in jobs:
                     self._start(job, env)
                 if stop:
