@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -53,6 +54,14 @@ def drain(url: str, n: int, concurrency: int, handler_kind: str) -> None:
     print(json.dumps({"seconds": seconds, "cpu": cpu.ru_utime + cpu.ru_stime}), flush=True)
 
 
+def server_cpu(server: KyuServer | None) -> float:
+    """CPU seconds kyu has used so far (Linux), to tell whose CPU bounds the rate."""
+    if server is None:
+        return 0.0
+    stat = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url")
@@ -75,6 +84,7 @@ def main() -> None:
                         for i in range(start, min(start + 1000, args.n))
                     ]
                 )
+        kyu_cpu = server_cpu(server)
         out = subprocess.run(
             [
                 sys.executable,
@@ -93,6 +103,7 @@ def main() -> None:
             capture_output=True,
             text=True,
         )
+        kyu_cpu = server_cpu(server) - kyu_cpu
         drained = json.loads(out.stdout.strip().splitlines()[-1])
         seconds = drained["seconds"]
         with Client(url) as client:
@@ -106,6 +117,7 @@ def main() -> None:
                     "seconds": round(seconds, 3),
                     "jobs_per_s": round(args.n / seconds),
                     "worker_cpu_s": round(drained["cpu"], 3),
+                    "kyu_cpu_s": round(kyu_cpu, 2) if server else None,
                     "left_queued": len(left),
                 }
             )

@@ -24,6 +24,7 @@ echo "== python client: ruff, mypy"
 .venv/bin/ruff check . "$EXAMPLE"
 .venv/bin/ruff format --check . "$EXAMPLE"
 .venv/bin/mypy --strict src/kyu_client
+MYPYPATH=tests .venv/bin/mypy --strict bench.py tests "$EXAMPLE"
 
 echo "== python client: tests against kyu at ${KYU_BIN:-(default)}"
 .venv/bin/pytest

@@ -39,7 +39,7 @@ def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) 
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if proc.poll() is not None:
-            sys.exit(f"{proc.args} exited with {proc.returncode}")
+            sys.exit(f"{proc.args!r} exited with {proc.returncode}")
         try:
             httpx.get(url, timeout=1)
             return

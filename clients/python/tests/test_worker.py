@@ -94,7 +94,7 @@ def test_outcomes_non_retryable_snooze_rate_limited(kyu: KyuServer, client: Clie
     runs: Counter[str] = Counter()
 
     def handler(ctx: JobContext) -> str:
-        what = ctx.payload["do"]
+        what: str = ctx.payload["do"]
         runs[what] += 1
         if what == "refuse":
             raise NonRetryable("bad symbol")
