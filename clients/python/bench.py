@@ -25,7 +25,7 @@ from kyu_client import Client, JobContext, Worker
 TYPE = "py_bench_noop"
 
 
-def drain(url: str, n: int, concurrency: int, handler_kind: str) -> None:
+def drain(url: str, n: int, concurrency: int, handler_kind: str, prefetch: int | None) -> None:
     """The worker process: run until ``n`` jobs are done, print the time it took."""
     done = 0
 
@@ -45,6 +45,7 @@ def drain(url: str, n: int, concurrency: int, handler_kind: str) -> None:
         Client(url),
         {TYPE: anoop if handler_kind == "async" else noop},
         concurrency=concurrency,
+        prefetch=prefetch,
         poll_seconds=1.0,
     )
     start = time.perf_counter()
@@ -67,11 +68,12 @@ def main() -> None:
     parser.add_argument("--url")
     parser.add_argument("-n", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--prefetch", type=int, help="default: the worker's (concurrency)")
     parser.add_argument("--handler", choices=["sync", "async"], default="sync")
     parser.add_argument("--drain", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.drain:
-        drain(args.url, args.n, args.concurrency, args.handler)
+        drain(args.url, args.n, args.concurrency, args.handler, args.prefetch)
         return
     server = None if args.url else KyuServer({TYPE: None})
     url = args.url or server.url  # type: ignore[union-attr]
@@ -98,6 +100,7 @@ def main() -> None:
                 str(args.concurrency),
                 "--handler",
                 args.handler,
+                *(["--prefetch", str(args.prefetch)] if args.prefetch is not None else []),
             ],
             check=True,
             capture_output=True,
@@ -113,6 +116,7 @@ def main() -> None:
                 {
                     "jobs": args.n,
                     "concurrency": args.concurrency,
+                    "prefetch": args.prefetch,
                     "handler": args.handler,
                     "seconds": round(seconds, 3),
                     "jobs_per_s": round(args.n / seconds),
