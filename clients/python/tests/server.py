@@ -4,11 +4,13 @@ declares the remote job types the tests use. Nothing on the server side is faked
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +27,12 @@ def kyu_bin() -> str:
     if Path("/work/bin/kyu").exists():
         return "/work/bin/kyu"
     return str((CLIENT_DIR / "../../target/debug/kyu").resolve())
+
+
+def _die_with_parent() -> None:
+    """Linux: kyu gets SIGTERM if the test process dies, so no server outlives a crash."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -65,6 +73,7 @@ class KyuServer:
                 [binary, "serve", "--bind", f"127.0.0.1:{self.port}", "--config", str(config)],
                 cwd=self.dir,
                 env=full_env,
+                preexec_fn=_die_with_parent,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
