@@ -155,6 +155,7 @@ export class Worker {
         host: hostname(),
         version: VERSION,
       }, this.fetchAbort.signal);
+      this.fetchAbort = null;
       for (const wire of answer.jobs) this.take(wire);
       if (answer.stop) this.requestStop();
     } finally {
