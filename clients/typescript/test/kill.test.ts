@@ -7,18 +7,21 @@ import { join } from "node:path";
 import { Client, Worker } from "../src/index.js";
 import { CLIENT_DIR, startKyu, type Kyu } from "./kyu.js";
 
-let kyu: Kyu;
+let kyu: Kyu | undefined;
 before(async () => {
-  kyu = await startKyu({ env: { KYU_NODE_DEAD_AFTER: "2s" } });
+  // kyu wants dead_after above its own heartbeat interval (2 s by default).
+  kyu = await startKyu({ env: { KYU_NODE_DEAD_AFTER: "2s", KYU_NODE_HEARTBEAT_INTERVAL: "500ms" } });
 });
-after(() => kyu.stop());
+after(() => kyu?.stop());
 
 it("runs a SIGKILLed worker's job again elsewhere", async () => {
-  const client = new Client({ url: kyu.url });
+  assert.ok(kyu);
+  const url = kyu.url;
+  const client = new Client({ url });
   const { id } = await client.enqueue("ts_test", { v: 1 });
 
   const child = spawn(process.execPath, [join(CLIENT_DIR, "build/test/fixtures/stuck-worker.js")], {
-    env: { ...process.env, KYU_URL: kyu.url },
+    env: { ...process.env, KYU_URL: url },
     stdio: ["ignore", "pipe", "inherit"],
   });
   let out = "";
