@@ -1,0 +1,102 @@
+package kyu_test
+
+// A worker that dies holding a job (SIGKILL: no release, no report) must not strand it:
+// kyu declares it dead after KYU_NODE_DEAD_AFTER and another worker runs the job.
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	kyu "github.com/kyu-rs/kyu/clients/go"
+	"github.com/kyu-rs/kyu/clients/go/internal/kyutest"
+)
+
+// helperEnv, set to a kyu URL, makes this test binary a child worker (TestChildWorker).
+const helperEnv = "KYU_GO_TEST_CHILD_WORKER"
+
+func TestKilledWorkersJobRunsAgain(t *testing.T) {
+	srv, err := kyutest.Start(kyutest.Options{Config: remoteTypes, Env: []string{"KYU_NODE_DEAD_AFTER=2s"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	c := kyu.NewClient(srv.URL)
+	ctx := testCtx(t, 40*time.Second)
+
+	child := exec.Command(os.Args[0], "-test.run=^TestChildWorker$", "-test.v")
+	child.Env = append(os.Environ(), helperEnv+"="+srv.URL)
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = child.Process.Kill(); _ = child.Wait() }()
+
+	id := mustEnqueue(t, c, "go_killed", nil, &kyu.EnqueueOptions{MaxRetries: kyu.Int(2)})
+	took := make(chan string, 1)
+	go func() {
+		lines := bufio.NewScanner(out)
+		for lines.Scan() {
+			if s := lines.Text(); strings.HasPrefix(s, "TOOK ") {
+				took <- strings.TrimPrefix(s, "TOOK ")
+			}
+		}
+	}()
+	select {
+	case got := <-took:
+		if got != id {
+			t.Fatalf("the child took %s, not %s", got, id)
+		}
+	case <-ctx.Done():
+		t.Fatal("the child worker took no job")
+	}
+	if err := child.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+
+	w := kyu.NewWorker(c, workerOpts(), map[string]kyu.Handler{
+		"go_killed": func(ctx context.Context, job *kyu.Task) (any, error) {
+			return map[string]int{"attempt": job.Attempt}, nil
+		},
+	})
+	startWorker(t, w)
+	job, err := c.Wait(ctx, id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job.Status != kyu.StatusCompleted || job.Attempts != 2 {
+		t.Fatalf("status %s after %d attempts, errors %+v", job.Status, job.Attempts, job.Errors)
+	}
+	if d := time.Since(killed); d > 15*time.Second {
+		t.Fatalf("the job ran again only %s after the kill", d)
+	}
+	t.Logf("ran again %s after the kill", time.Since(killed).Round(time.Millisecond))
+}
+
+// TestChildWorker is the worker TestKilledWorkersJobRunsAgain kills: it takes one job,
+// says so on stdout, and hangs.
+func TestChildWorker(t *testing.T) {
+	url := os.Getenv(helperEnv)
+	if url == "" {
+		t.Skip("only run as TestKilledWorkersJobRunsAgain's child")
+	}
+	opts := workerOpts()
+	opts.Concurrency = 1
+	w := kyu.NewWorker(kyu.NewClient(url), opts, map[string]kyu.Handler{
+		"go_killed": func(ctx context.Context, job *kyu.Task) (any, error) {
+			fmt.Printf("TOOK %s\n", job.ID)
+			select {}
+		},
+	})
+	_ = w.Run(context.Background())
+}
