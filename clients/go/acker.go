@@ -8,6 +8,7 @@ package kyu
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 )
 
@@ -17,6 +18,9 @@ type acker struct {
 	w    *Worker
 	in   chan ack
 	done chan struct{}
+
+	mu     sync.Mutex
+	closed bool
 }
 
 func newAcker(w *Worker) *acker {
@@ -25,11 +29,21 @@ func newAcker(w *Worker) *acker {
 	return a
 }
 
-func (a *acker) send(x ack) { a.in <- x }
+// send queues a report; after close (a handler that outlived the shutdown) it is dropped.
+func (a *acker) send(x ack) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.closed {
+		a.in <- x
+	}
+}
 
 // close sends what is queued and returns when it is sent (or given up).
 func (a *acker) close() {
+	a.mu.Lock()
+	a.closed = true
 	close(a.in)
+	a.mu.Unlock()
 	<-a.done
 }
 

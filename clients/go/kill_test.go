@@ -25,7 +25,7 @@ func TestKilledWorkersJobRunsAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	t.Cleanup(func() { _ = srv.Close() }) // after the worker below stops
 	c := kyu.NewClient(srv.URL)
 	ctx := testCtx(t, 40*time.Second)
 

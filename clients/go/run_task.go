@@ -23,9 +23,6 @@ func (w *Worker) runTask(t *Task, heartbeatEvery time.Duration) {
 	t.cancel = cancel
 	t.mu.Unlock()
 
-	w.mu.Lock()
-	w.running[t] = struct{}{}
-	w.mu.Unlock()
 	defer func() {
 		w.mu.Lock()
 		delete(w.running, t)

@@ -202,6 +202,9 @@ func (w *Worker) fetchLoop(handlers *sync.WaitGroup) error {
 		pause = 100 * time.Millisecond
 		for i := range ans.Jobs {
 			t := newTask(&ans.Jobs[i], w.opts.Lease, received)
+			w.mu.Lock()
+			w.running[t] = struct{}{} // before the goroutine, so a drain always sees it
+			w.mu.Unlock()
 			handlers.Add(1)
 			go func(j *fetchedJob) {
 				defer handlers.Done()
