@@ -71,6 +71,12 @@ pub struct ClaimParams {
     /// Aging: jobs due for at least this long are claimed first, oldest first, whatever
     /// their priority — the starvation bound. `None`: strict priority.
     pub aged_before: Option<Duration>,
+    /// Only jobs of these types: a local pool names the types it has handlers for, a
+    /// remote worker the types it serves. Each type is read from its own index range,
+    /// so jobs of other types cost a claim nothing, however many wait.
+    pub types: Vec<String>,
+    /// Only jobs of these queues (`None`: every queue that is not paused).
+    pub queues: Option<Vec<String>>,
 }
 
 /// How one attempt ended, as the worker reports it.
@@ -230,8 +236,10 @@ pub trait Store: Send + Sync + 'static {
     async fn list(&self, query: &ListJobs) -> Result<JobPage, StoreError>;
 
     /// Moves due `scheduled` jobs to `queued`, then claims up to `limit` queued jobs of
-    /// unpaused queues: first those due for `aged_before` or longer (oldest first), then
-    /// the best of the rest: priority, then `run_at`, then age. Each claimed job
+    /// unpaused queues whose type is one of `types` (and queue one of `queues`, if
+    /// given): first those due for `aged_before` or longer (oldest first), then the
+    /// best of the rest: priority, then `run_at`, then age. Its cost is bounded by
+    /// `limit` and the number of types, never by how many jobs wait or how old they are. Each claimed job
     /// is `running`, its attempt counted, leased to `owner`. Returned in that order.
     async fn claim(&self, params: &ClaimParams) -> Result<Vec<Job>, StoreError>;
 

@@ -41,6 +41,8 @@ async fn claim_as(store: &MemoryStore, owner: &str) -> kyu_actors::Job {
             limit: 1,
             lease: Duration::from_secs(30),
             aged_before: None,
+            types: vec!["noop".into()],
+            queues: None,
         })
         .await
         .unwrap();

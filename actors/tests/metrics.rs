@@ -244,6 +244,8 @@ async fn a_rescued_job_is_counted_by_its_fate() {
         limit: 1,
         lease: Duration::from_secs(30),
         aged_before: None,
+        types: vec!["scripted".into()],
+        queues: None,
     };
     for _ in 0..2 {
         assert_eq!(store.claim(&params).await.expect("claim").len(), 1);

@@ -191,6 +191,8 @@ async fn claim_ack(store: &dyn Store, batch: u32, max: u32) -> anyhow::Result<u3
         limit: batch,
         lease: Duration::from_secs(60),
         aged_before: None,
+        types: vec!["noop".into()],
+        queues: None,
     };
     let mut done = 0;
     while done < max {

@@ -120,6 +120,9 @@ impl MySqlStore {
     }
 
     async fn claim_once(&self, p: &ClaimParams) -> Result<Vec<Job>, StoreError> {
+        if p.types.is_empty() || p.limit == 0 {
+            return Ok(Vec::new());
+        }
         let now = self.now().await?;
         let paused: Vec<String> = sqlx::query_scalar("SELECT name FROM queues WHERE paused")
             .fetch_all(&self.pool)
@@ -146,43 +149,17 @@ impl MySqlStore {
 
         let cutoff = aged_cutoff(now, p.aged_before);
         let mut ids: Vec<String> = Vec::new();
-        if p.aged_before.is_some() {
-            let mut qb = QueryBuilder::<MySql>::new(
-                "SELECT id FROM jobs FORCE INDEX (jobs_due) WHERE status = 'queued' AND run_at <= ",
-            );
-            qb.push_bind(cutoff);
-            if !paused.is_empty() {
-                qb.push(" AND queue NOT IN ");
-                push_id_list(&mut qb, &paused);
+        let limit = i64::from(p.limit);
+        for band in [ClaimBand::Aged(cutoff), ClaimBand::Fresh(cutoff)] {
+            let left = limit - ids.len() as i64;
+            if left <= 0 || (matches!(band, ClaimBand::Aged(_)) && p.aged_before.is_none()) {
+                continue;
             }
-            qb.push(" ORDER BY run_at, id LIMIT ")
-                .push_bind(i64::from(p.limit))
-                .push(" FOR UPDATE SKIP LOCKED");
-            ids = qb
-                .build_query_scalar()
-                .fetch_all(&mut *tx)
-                .await
-                .store_err()?;
-        }
-        let left = i64::from(p.limit) - ids.len() as i64;
-        if left > 0 {
-            let mut qb = QueryBuilder::<MySql>::new(
-                "SELECT id FROM jobs FORCE INDEX (jobs_claim) WHERE status = 'queued' AND run_at > ",
-            );
-            qb.push_bind(cutoff);
-            if !paused.is_empty() {
-                qb.push(" AND queue NOT IN ");
-                push_id_list(&mut qb, &paused);
-            }
-            qb.push(" ORDER BY priority DESC, run_at, id LIMIT ")
-                .push_bind(left)
-                .push(" FOR UPDATE SKIP LOCKED");
-            let fresh: Vec<String> = qb
-                .build_query_scalar()
-                .fetch_all(&mut *tx)
-                .await
-                .store_err()?;
-            ids.extend(fresh);
+            let mut qb = QueryBuilder::<MySql>::new("");
+            push_claim_branches(&mut qb, p, &paused, band, left);
+            let rows: Vec<(String, i32, i64)> =
+                qb.build_query_as().fetch_all(&mut *tx).await.store_err()?;
+            ids.extend(best_ids(rows, band, left));
         }
         if ids.is_empty() {
             tx.commit().await.store_err()?;
@@ -291,6 +268,71 @@ fn push_id_list(qb: &mut QueryBuilder<MySql>, ids: &[String]) {
 /// Live jobs per queue and status (`Store::live_counts`; `kyu bench --metrics` explains it).
 pub const LIVE_COUNTS_SQL: &str = "SELECT queue, status, COUNT(*), MIN(run_at) FROM jobs FORCE INDEX (jobs_live) \
      WHERE status IN ('queued', 'scheduled', 'running') GROUP BY status, queue";
+
+/// Which part of the claim order a claim query reads.
+#[derive(Clone, Copy)]
+enum ClaimBand {
+    /// Due at or before the cutoff (epoch ms): oldest first.
+    Aged(i64),
+    /// Due after the cutoff: best priority first.
+    Fresh(i64),
+}
+
+/// One claim query: per type, a range of its own index (`jobs_aged` or `jobs_claim`,
+/// led by (status, job_type)) bounded by `limit` and locked with SKIP LOCKED, the
+/// branches joined by UNION ALL. So a claim reads O(limit × types) index entries, never
+/// the backlog, however many jobs wait or however old they are. Rows are
+/// (id, priority, run_at); [`best_ids`] keeps the best `limit`.
+fn push_claim_branches(
+    qb: &mut QueryBuilder<MySql>,
+    p: &ClaimParams,
+    paused: &[String],
+    band: ClaimBand,
+    limit: i64,
+) {
+    let (index, order) = match band {
+        ClaimBand::Aged(_) => ("jobs_aged", "run_at, id"),
+        ClaimBand::Fresh(_) => ("jobs_claim", "priority DESC, run_at, id"),
+    };
+    for (i, t) in p.types.iter().enumerate() {
+        if i > 0 {
+            qb.push(" UNION ALL ");
+        }
+        qb.push("(SELECT id, priority, run_at FROM jobs FORCE INDEX (")
+            .push(index)
+            .push(") WHERE status = 'queued' AND job_type = ")
+            .push_bind(t.clone());
+        match band {
+            ClaimBand::Aged(cutoff) => qb.push(" AND run_at <= ").push_bind(cutoff),
+            ClaimBand::Fresh(cutoff) => qb.push(" AND run_at > ").push_bind(cutoff),
+        };
+        if !paused.is_empty() {
+            qb.push(" AND queue NOT IN ");
+            push_id_list(qb, paused);
+        }
+        if let Some(queues) = p.queues.as_deref().filter(|q| !q.is_empty()) {
+            qb.push(" AND queue IN ");
+            push_id_list(qb, queues);
+        }
+        qb.push(" ORDER BY ")
+            .push(order)
+            .push(" LIMIT ")
+            .push_bind(limit)
+            .push(" FOR UPDATE SKIP LOCKED)");
+    }
+}
+
+/// The ids of the best `limit` candidates of one band, in claim order.
+fn best_ids(mut rows: Vec<(String, i32, i64)>, band: ClaimBand, limit: i64) -> Vec<String> {
+    match band {
+        ClaimBand::Aged(_) => rows.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0))),
+        ClaimBand::Fresh(_) => {
+            rows.sort_by(|a, b| (b.1, a.2, &a.0).cmp(&(a.1, b.2, &b.0)));
+        }
+    }
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    rows.into_iter().map(|r| r.0).collect()
+}
 
 #[async_trait]
 impl Store for MySqlStore {

@@ -163,6 +163,37 @@ impl PgStore {
 pub const LIVE_COUNTS_SQL: &str = "SELECT queue, status, COUNT(*), MIN(run_at) FROM jobs \
      WHERE status IN ('queued', 'scheduled', 'running') GROUP BY queue, status";
 
+/// The claim, one statement. Per type (`$6`), two index range scans bounded by the
+/// limit (`$4`), each row locked with SKIP LOCKED so concurrent claimers never wait on
+/// each other: its aged jobs (due at or before `$5`, oldest first, `jobs_queued_age`),
+/// then — only as many as the aged ones leave room for — its best fresh jobs
+/// (`jobs_claim`). A claim so reads O(limit × types) index entries, never the backlog,
+/// and for `job_type = t ORDER BY … LIMIT n` over a partial index that matches, that
+/// index's range is the plan with or without statistics. `$7`: only these queues.
+pub const CLAIM_SQL: &str = concat!(
+    "WITH aged AS (SELECT a.id, a.run_at FROM unnest($6::text[]) AS t(job_type) \
+       CROSS JOIN LATERAL (SELECT id, run_at FROM jobs \
+         WHERE status = 'queued' AND jobs.job_type = t.job_type AND run_at <= $5 \
+           AND ($7::text[] IS NULL OR queue = ANY($7)) \
+           AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = jobs.queue AND q.paused) \
+         ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) a), \
+     room AS (SELECT GREATEST(0, $4 - count(*)) AS n FROM aged), \
+     fresh AS (SELECT f.id, f.priority, f.run_at FROM unnest($6::text[]) AS t(job_type) \
+       CROSS JOIN LATERAL (SELECT id, priority, run_at FROM jobs \
+         WHERE status = 'queued' AND jobs.job_type = t.job_type AND run_at > $5 \
+           AND ($7::text[] IS NULL OR queue = ANY($7)) \
+           AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = jobs.queue AND q.paused) \
+         ORDER BY priority DESC, run_at, id LIMIT (SELECT n FROM room) FOR UPDATE SKIP LOCKED) f), \
+     picked AS (SELECT id AS picked_id FROM \
+       (SELECT id, 0 AS band, 0 AS prio, run_at FROM aged \
+        UNION ALL SELECT id, 1, priority, run_at FROM fresh) u \
+       ORDER BY band, prio DESC, run_at, id LIMIT $4) \
+     UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = 0, \
+       lease_owner = $2, lease_expires_at = $3, started_at = $1, updated_at = $1 \
+     FROM picked WHERE jobs.id = picked.picked_id RETURNING ",
+    job_columns!()
+);
+
 #[async_trait]
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
@@ -239,6 +270,9 @@ impl Store for PgStore {
     }
 
     async fn claim(&self, p: &ClaimParams) -> Result<Vec<Job>, StoreError> {
+        if p.types.is_empty() || p.limit == 0 {
+            return Ok(Vec::new());
+        }
         let now = self.now().await?;
         sqlx::query(
             "WITH due AS (SELECT id FROM jobs WHERE status = 'scheduled' AND run_at <= $1 \
@@ -251,32 +285,17 @@ impl Store for PgStore {
         .store_err()?;
         let cutoff = aged_cutoff(now, p.aged_before);
         let lease_until = now.saturating_add(duration_ms(p.lease));
-        // One statement: aged jobs (oldest first), then the best of the rest, each
-        // locked with SKIP LOCKED so concurrent claimers never wait on each other.
-        let rows: Vec<JobRow> = sqlx::query_as(concat!(
-            "WITH aged AS (SELECT id, run_at FROM jobs WHERE status = 'queued' AND run_at <= $5 \
-               AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = jobs.queue AND q.paused) \
-               ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED), \
-             fresh AS (SELECT id, priority, run_at FROM jobs WHERE status = 'queued' AND run_at > $5 \
-               AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = jobs.queue AND q.paused) \
-               ORDER BY priority DESC, run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED), \
-             picked AS (SELECT id AS picked_id FROM \
-               (SELECT id, 0 AS band, 0 AS prio, run_at FROM aged \
-                UNION ALL SELECT id, 1, priority, run_at FROM fresh) u \
-               ORDER BY band, prio DESC, run_at, id LIMIT $4) \
-             UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = 0, \
-               lease_owner = $2, lease_expires_at = $3, started_at = $1, updated_at = $1 \
-             FROM picked WHERE jobs.id = picked.picked_id RETURNING ",
-            job_columns!()
-        ))
-        .bind(now)
-        .bind(&p.owner)
-        .bind(lease_until)
-        .bind(i64::from(p.limit))
-        .bind(cutoff)
-        .fetch_all(&self.pool)
-        .await
-        .store_err()?;
+        let rows: Vec<JobRow> = sqlx::query_as(CLAIM_SQL)
+            .bind(now)
+            .bind(&p.owner)
+            .bind(lease_until)
+            .bind(i64::from(p.limit))
+            .bind(cutoff)
+            .bind(&p.types)
+            .bind(p.queues.as_deref())
+            .fetch_all(&self.pool)
+            .await
+            .store_err()?;
         into_jobs_in_claim_order(rows, cutoff)
     }
 

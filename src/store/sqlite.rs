@@ -160,6 +160,74 @@ impl SqliteStore {
     }
 }
 
+/// The claim's pick, as one JSON array of full rows. Per type, two index range scans
+/// bounded by the claim's limit: its aged jobs (due at or before `cutoff`, oldest first,
+/// `jobs_queued_age`), then — only as many as the aged ones leave room for — its best
+/// fresh jobs (`jobs_claim`). So a claim reads O(limit × types) index entries, never
+/// the backlog, however many jobs wait or however long they have waited. The candidates
+/// carry only (id, priority, run_at) from the covering indexes; the best `limit` are
+/// chosen in SQL and only those rows are read in full.
+fn push_claim_pick(qb: &mut QueryBuilder<Sqlite>, p: &ClaimParams, cutoff: i64, paused: &[String]) {
+    let limit = i64::from(p.limit);
+    let filters = |qb: &mut QueryBuilder<Sqlite>| {
+        push_queue_filter(qb, " NOT IN ", paused);
+        if let Some(queues) = &p.queues {
+            push_queue_filter(qb, " IN ", queues);
+        }
+    };
+    qb.push("WITH aged AS MATERIALIZED (");
+    for (i, t) in p.types.iter().enumerate() {
+        if i > 0 {
+            qb.push(" UNION ALL ");
+        }
+        qb.push(
+            "SELECT * FROM (SELECT id, run_at FROM jobs INDEXED BY jobs_queued_age \
+             WHERE status = 'queued' AND job_type = ",
+        )
+        .push_bind(t.clone())
+        .push(" AND run_at <= ")
+        .push_bind(cutoff);
+        filters(qb);
+        qb.push(" ORDER BY run_at, id LIMIT ")
+            .push_bind(limit)
+            .push(")");
+    }
+    qb.push("), room AS MATERIALIZED (SELECT max(0, ")
+        .push_bind(limit)
+        .push(" - count(*)) AS n FROM aged), picked AS (SELECT id FROM (SELECT id, 0 AS band, 0 AS prio, run_at FROM aged");
+    for t in &p.types {
+        qb.push(
+            " UNION ALL SELECT * FROM (SELECT id, 1, priority, run_at FROM jobs INDEXED BY jobs_claim \
+             WHERE status = 'queued' AND job_type = ",
+        )
+        .push_bind(t.clone())
+        .push(" AND run_at > ")
+        .push_bind(cutoff);
+        filters(qb);
+        qb.push(" ORDER BY priority DESC, run_at, id LIMIT (SELECT n FROM room))");
+    }
+    qb.push(") ORDER BY band, prio DESC, run_at, id LIMIT ")
+        .push_bind(limit)
+        .push(concat!(
+            ") SELECT json_group_array(json_array(",
+            sqlite_json_columns!(),
+            ")) FROM jobs WHERE id IN (SELECT id FROM picked)"
+        ));
+}
+
+/// ` AND queue <op> (…)` for a non-empty list of queue names.
+fn push_queue_filter(qb: &mut QueryBuilder<Sqlite>, op: &str, queues: &[String]) {
+    if queues.is_empty() {
+        return;
+    }
+    qb.push(" AND queue").push(op).push("(");
+    let mut sep = qb.separated(", ");
+    for q in queues {
+        sep.push_bind(q.clone());
+    }
+    sep.push_unseparated(")");
+}
+
 /// Live jobs per queue and status (`Store::live_counts`; `kyu bench --metrics` explains it).
 pub const LIVE_COUNTS_SQL: &str = "SELECT queue, status, COUNT(*), MIN(run_at) FROM jobs INDEXED BY jobs_live \
      WHERE status IN ('queued', 'scheduled', 'running') GROUP BY queue, status";
@@ -248,6 +316,9 @@ impl Store for SqliteStore {
     }
 
     async fn claim(&self, p: &ClaimParams) -> Result<Vec<Job>, StoreError> {
+        if p.types.is_empty() || p.limit == 0 {
+            return Ok(Vec::new());
+        }
         let now = self.now();
         let (_turn, mut tx) = self.begin_write().await?;
         sqlx::query(
@@ -258,30 +329,25 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .store_err()?;
-        // One row holding every candidate as JSON: sqlx hands each result row across a
-        // thread, so a batch costs a few round trips instead of one per job.
         let cutoff = aged_cutoff(now, p.aged_before);
-        let picked: String = sqlx::query_scalar(concat!(
-            "SELECT json_group_array(json_array(",
-            sqlite_json_columns!(),
-            ")) FROM (\
-               SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_queued_age \
-                 WHERE status = 'queued' AND run_at <= $2 \
-                 AND queue NOT IN (SELECT name FROM queues WHERE paused = 1) \
-                 ORDER BY run_at, id LIMIT $1) \
-               UNION ALL \
-               SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_claim \
-                 WHERE status = 'queued' AND run_at > $2 \
-                 AND queue NOT IN (SELECT name FROM queues WHERE paused = 1) \
-                 ORDER BY priority DESC, run_at, id LIMIT $1))"
-        ))
-        .bind(i64::from(p.limit))
-        .bind(cutoff)
-        .fetch_one(&mut *tx)
-        .await
-        .store_err()?;
-        let rows: Vec<JobRow> = serde_json::from_str(&picked)
-            .map_err(|e| StoreError::Backend(format!("claim rows: {e}")))?;
+        let paused: Vec<String> = sqlx::query_scalar("SELECT name FROM queues WHERE paused = 1")
+            .fetch_all(&mut *tx)
+            .await
+            .store_err()?;
+        // One row holding every picked job as JSON: sqlx hands each result row across a
+        // thread, so a batch costs a few round trips instead of one per job.
+        let mut qb = QueryBuilder::<Sqlite>::new("");
+        push_claim_pick(&mut qb, p, cutoff, &paused);
+        let picked: Option<String> = qb
+            .build_query_scalar()
+            .fetch_one(&mut *tx)
+            .await
+            .store_err()?;
+        let rows: Vec<JobRow> = match picked {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| StoreError::Backend(format!("claim rows: {e}")))?,
+            None => Vec::new(),
+        };
         let mut rows = claim_order(rows, cutoff, p.limit);
         if rows.is_empty() {
             tx.commit().await.store_err()?;

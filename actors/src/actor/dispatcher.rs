@@ -172,6 +172,8 @@ impl DispatcherState {
                 limit,
                 lease: self.deps.config.lease,
                 aged_before: Some(self.deps.config.aging_bound),
+                types: self.deps.handlers.types(),
+                queues: None,
             };
             let store = self.deps.store.clone();
             let me = me.clone();

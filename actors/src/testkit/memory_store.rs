@@ -207,7 +207,12 @@ impl Store for MemoryStore {
         let mut ready: Vec<&Job> = st
             .jobs
             .values()
-            .filter(|j| j.status == JobStatus::Queued && !paused.contains(&j.queue))
+            .filter(|j| {
+                j.status == JobStatus::Queued
+                    && !paused.contains(&j.queue)
+                    && p.types.contains(&j.job_type)
+                    && p.queues.as_ref().is_none_or(|q| q.contains(&j.queue))
+            })
             .collect();
         let aged = p.aged_before.map(|d| now - chrono_d(d));
         ready.sort_by(|a, b| {

@@ -41,7 +41,8 @@ macro_rules! store_contract_tests {
     ($factory:path) => {
         $crate::store_contract_tests!(@cases $factory;
             enqueue_and_get, enqueue_validates, delayed_job_waits_for_run_at, claim_order,
-            claim_limit_and_lease, aged_jobs_are_claimed_first, unique_key_dedupes_while_live, unique_key_within_batch,
+            claim_limit_and_lease, aged_jobs_are_claimed_first, claim_takes_only_named_types_and_queues,
+            aged_backlog_across_types_then_fresh, unique_key_dedupes_while_live, unique_key_within_batch,
             ack_completed, ack_retry_then_claim_again, ack_failed_and_canceled,
             ack_is_fenced, error_history_keeps_every_attempt, released_jobs_queue_again,
             cancel_rules, retry_rules, lease_extension_and_rescue,
@@ -77,8 +78,13 @@ fn claim_params(owner: &str, limit: u32) -> ClaimParams {
         limit,
         lease: LEASE,
         aged_before: None,
+        types: CONTRACT_TYPES.iter().map(|t| t.to_string()).collect(),
+        queues: None,
     }
 }
+
+/// Every job type the contract's cases enqueue.
+const CONTRACT_TYPES: &[&str] = &["noop", "echo", "even", "odd", "remote"];
 
 async fn claim(ts: &TestStore, limit: u32) -> Vec<crate::job::Job> {
     ts.store
@@ -259,6 +265,7 @@ pub async fn aged_jobs_are_claimed_first(ts: &TestStore) {
         limit,
         lease: LEASE,
         aged_before: Some(Duration::from_secs(60)),
+        ..claim_params(OWNER, limit)
     };
     let got: Vec<Uuid> = ts
         .store
@@ -282,6 +289,94 @@ pub async fn aged_jobs_are_claimed_first(ts: &TestStore) {
         .map(|j| j.id)
         .collect();
     assert_eq!(got, vec![high[1], high[2], fresh_low]);
+}
+
+/// A claim names the types it serves (a local pool its handlers', a remote worker its
+/// own) and optionally queues: nothing else is taken, whatever its priority or age.
+pub async fn claim_takes_only_named_types_and_queues(ts: &TestStore) {
+    let old = ts.clock.now() - chrono::Duration::seconds(600);
+    let mut noops = Vec::new();
+    for i in 0..3 {
+        noops.push(enqueue(ts, noop(i).queue("a")).await);
+    }
+    let echo_b = enqueue(ts, NewJob::new("echo", json!({})).queue("b")).await;
+    let echo_a = enqueue(ts, NewJob::new("echo", json!({})).queue("a")).await;
+    // Older and more urgent than everything else, but nobody here serves it.
+    let remote = enqueue(
+        ts,
+        NewJob::new("remote", json!({}))
+            .priority(Priority::CRITICAL)
+            .run_at(old),
+    )
+    .await;
+    let params = |types: &[&str], queues: Option<&[&str]>, limit| ClaimParams {
+        types: types.iter().map(|t| t.to_string()).collect(),
+        queues: queues.map(|q| q.iter().map(|q| q.to_string()).collect()),
+        aged_before: Some(Duration::from_secs(60)),
+        ..claim_params(OWNER, limit)
+    };
+    let ids = |jobs: Vec<crate::job::Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    let got = ids(ts.store.claim(&params(&["noop"], None, 10)).await.unwrap());
+    assert_eq!(got, noops, "only noop jobs, oldest first");
+    let got = ids(ts
+        .store
+        .claim(&params(&["echo", "remote"], Some(&["b"]), 10))
+        .await
+        .unwrap());
+    assert_eq!(got, vec![echo_b], "only queue b");
+    let got = ids(ts.store.claim(&params(&["echo"], None, 10)).await.unwrap());
+    assert_eq!(got, vec![echo_a]);
+    let got = ts.store.claim(&params(&[], None, 10)).await.unwrap();
+    assert!(got.is_empty(), "no types: nothing");
+    let got = ts
+        .store
+        .claim(&params(&["remote"], None, 10))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id, remote);
+    assert_eq!(got[0].lease_owner.as_deref(), Some(OWNER));
+    assert_eq!(got[0].attempts, 1, "the attempt is counted at claim");
+}
+
+/// Aged jobs of several types come first, oldest first across the types, and fill the
+/// claim before any fresh job; then the fresh ones by priority across the types.
+pub async fn aged_backlog_across_types_then_fresh(ts: &TestStore) {
+    let now = ts.clock.now();
+    let ago = |s: i64| now - chrono::Duration::seconds(s);
+    let mut aged = Vec::new();
+    for (i, (t, s)) in [
+        ("noop", 300),
+        ("echo", 290),
+        ("noop", 280),
+        ("echo", 270),
+        ("noop", 260),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let j = NewJob::new(*t, json!({ "i": i }))
+            .priority(Priority::MIN)
+            .run_at(ago(*s));
+        aged.push(enqueue(ts, j).await);
+    }
+    let fresh_echo = enqueue(
+        ts,
+        NewJob::new("echo", json!({})).priority(Priority::CRITICAL),
+    )
+    .await;
+    let fresh_noop = enqueue(ts, noop(9).priority(Priority::HIGH)).await;
+    let params = |limit| ClaimParams {
+        aged_before: Some(Duration::from_secs(60)),
+        ..claim_params(OWNER, limit)
+    };
+    let ids = |jobs: Vec<crate::job::Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    let got = ids(ts.store.claim(&params(3)).await.unwrap());
+    assert_eq!(got, aged[..3].to_vec(), "aged, oldest first across types");
+    let got = ids(ts.store.claim(&params(10)).await.unwrap());
+    let mut expect = aged[3..].to_vec();
+    expect.extend([fresh_echo, fresh_noop]);
+    assert_eq!(got, expect, "the rest of the aged, then fresh by priority");
 }
 
 pub async fn claim_limit_and_lease(ts: &TestStore) {
@@ -1183,6 +1278,7 @@ pub async fn concurrent_claimers_claim_each_job_once(ts: &TestStore) {
                         limit: 50,
                         lease: LEASE,
                         aged_before: Some(Duration::from_secs(3600)),
+                        ..claim_params(&owner, 50)
                     })
                     .await
                     .expect("claim");
