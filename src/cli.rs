@@ -86,6 +86,8 @@ impl ConfigArgs {
 pub enum TokenRole {
     Admin,
     User,
+    /// A remote worker process: fetch and report jobs, nothing else.
+    Worker,
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +163,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 role: match a.role {
                     TokenRole::Admin => crate::api::auth::Role::Admin,
                     TokenRole::User => crate::api::auth::Role::User,
+                    TokenRole::Worker => crate::api::auth::Role::Worker,
                 },
                 hash: crate::api::auth::hash_token(&token),
             };

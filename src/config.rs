@@ -69,6 +69,7 @@ pub const KEYS: &[&str] = &[
     "KYU_LEADER_RENEW_INTERVAL",
     "KYU_CRON",
     "KYU_CRON_CATCH_UP",
+    "KYU_REMOTE_TYPE",
 ];
 
 /// A setting that could not be used.
@@ -161,6 +162,8 @@ pub struct Settings {
     pub cron: Vec<crate::cluster::CronSpec>,
     /// Most missed ticks per cron entry a new leader still enqueues (`KYU_CRON_CATCH_UP`).
     pub cron_catch_up: u32,
+    /// Job types run by remote workers (`KYU_REMOTE_TYPE`, or `[[kyu_remote_type]]`).
+    pub remote_types: Vec<crate::handlers::remote_type::RemoteType>,
     /// Registers the `ledger` job type (crash tests) writing to this file.
     pub ledger_path: Option<PathBuf>,
     pub failpoints: Option<Failpoints>,
@@ -229,6 +232,7 @@ impl Default for Settings {
             leader_renew_interval: Duration::from_secs(1),
             cron: Vec::new(),
             cron_catch_up: 60,
+            remote_types: Vec::new(),
             ledger_path: None,
             failpoints: None,
         }
@@ -275,8 +279,12 @@ impl Env {
             }
             let value = match v {
                 // `[[kyu_cron]]` tables: carried as the JSON list KYU_CRON takes.
-                toml::Value::Array(items) if key == "KYU_CRON" => serde_json::to_string(&items)
-                    .map_err(|e| Self::bad(&k, "[…]", e.to_string()))?,
+                // `[[kyu_cron]]` and `[[kyu_remote_type]]` tables: carried as the JSON
+                // lists KYU_CRON and KYU_REMOTE_TYPE take.
+                toml::Value::Array(items) if key == "KYU_CRON" || key == "KYU_REMOTE_TYPE" => {
+                    serde_json::to_string(&items)
+                        .map_err(|e| Self::bad(&k, "[…]", e.to_string()))?
+                }
                 toml::Value::String(s) => s,
                 toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
                     v.to_string()
@@ -504,6 +512,10 @@ impl Settings {
         s.cron_catch_up = env
             .parse("KYU_CRON_CATCH_UP", "a whole number")?
             .unwrap_or(s.cron_catch_up);
+        if let Some(v) = env.raw("KYU_REMOTE_TYPE") {
+            s.remote_types = crate::handlers::remote_type::parse_remote_types(v)
+                .map_err(|m| Env::bad("KYU_REMOTE_TYPE", v, m))?;
+        }
         s.ledger_path = env.raw("KYU_LEDGER_PATH").map(PathBuf::from);
         if let Some(v) = env.raw(crate::store::failpoint::FAILPOINTS_ENV) {
             s.failpoints =

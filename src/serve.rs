@@ -81,6 +81,10 @@ pub async fn run(s: Settings, with_engine: bool) -> anyhow::Result<()> {
         bus.publisher()?,
     )
     .with_node_dead_after(s.node_dead_after);
+    // Remote workers are nodes too: their rows keep them alive for every node.
+    state
+        .remote
+        .spawn_beats(state.store.clone(), s.node_dead_after);
     let listener = TcpListener::bind(s.bind)
         .await
         .with_context(|| format!("cannot listen on {} (KYU_BIND)", s.bind))?;

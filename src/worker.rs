@@ -36,6 +36,10 @@ pub fn engine_config(s: &Settings) -> EngineConfig {
         autoscale: s.autoscale,
         claim_batch: s.batch_size,
         poll_interval: s.poll_interval,
+        // Waiting remote fetches are woken by wake-ups; only several nodes on MariaDB
+        // without Redis have none (SQLite runs in one process, PostgreSQL has NOTIFY).
+        fetch_on_poll: s.redis_url.is_none()
+            && (s.database_url.starts_with("mysql") || s.database_url.starts_with("mariadb")),
         lease: s.lease,
         rescue_interval: s.rescue_interval,
         retention: s.retention,

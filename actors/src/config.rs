@@ -20,6 +20,9 @@ pub struct EngineConfig {
     pub prefetch_per_worker: u32,
     /// Fallback poll when no wake-up arrives.
     pub poll_interval: Duration,
+    /// Whether the fallback poll also claims for waiting remote fetches: needed only
+    /// where no wake-up reaches this node (several nodes on MariaDB without Redis).
+    pub fetch_on_poll: bool,
     /// Lease per claim; renewed every third of it while a job runs.
     pub lease: Duration,
     pub rescue_interval: Duration,
@@ -66,6 +69,7 @@ impl Default for EngineConfig {
             claim_batch: 100,
             prefetch_per_worker: 2,
             poll_interval: Duration::from_secs(5),
+            fetch_on_poll: false,
             lease: Duration::from_secs(30),
             rescue_interval: Duration::from_secs(5),
             aging_bound: Duration::from_secs(60),

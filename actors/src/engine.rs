@@ -176,7 +176,7 @@ pub struct Engine {
     sup: ActorRef<SupervisorMsg>,
     /// The supervisor's task; taken by whoever waits for it first.
     join: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    deps: Arc<Deps>,
+    pub(crate) deps: Arc<Deps>,
     /// The handlers' runtime; shut down in the background when the engine goes.
     jobs: Option<tokio::runtime::Runtime>,
 }
@@ -236,6 +236,14 @@ impl Engine {
         let e = self.deps.store.enqueue_many(jobs).await?;
         self.wake();
         Ok(e)
+    }
+
+    pub(crate) fn send_fetch(&self, f: crate::remote::PendingFetch) {
+        let _ = self.sup.cast(SupervisorMsg::Fetch(f));
+    }
+
+    pub(crate) fn send_stop_worker(&self, worker_id: String) {
+        let _ = self.sup.cast(SupervisorMsg::StopWorker(worker_id));
     }
 
     /// Something may be claimable (an external notifier calls this).

@@ -104,6 +104,12 @@ pub trait Handler: Send + Sync + 'static {
     fn validate(&self, _payload: &serde_json::Value) -> Result<(), PayloadError> {
         Ok(())
     }
+
+    /// Whether jobs of this type are run by remote workers over the worker protocol
+    /// (`POST /api/v1/fetch`) instead of here: the local pool never claims them.
+    fn remote(&self) -> bool {
+        false
+    }
 }
 
 /// A payload a handler refuses: the field at fault (a JSON path inside the payload,
@@ -126,11 +132,13 @@ impl PayloadError {
 
 /// Per-type defaults for new jobs (seed 001: `delay_print` waits 180 s, retries 10 times).
 /// `None` leaves the engine's own default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobDefaults {
     pub priority: Option<u8>,
     pub delay: Option<std::time::Duration>,
     pub max_retries: Option<u32>,
+    pub queue: Option<String>,
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// Job types to handlers.
@@ -173,11 +181,29 @@ impl HandlerRegistry {
             .map_or(Ok(()), |h| h.validate(payload))
     }
 
-    /// Registered job types, sorted.
+    /// Registered job types, local and remote, sorted.
     pub fn types(&self) -> Vec<String> {
         let mut t: Vec<String> = self.handlers.keys().cloned().collect();
         t.sort();
         t
+    }
+
+    /// The types this process runs itself (not [`Handler::remote`]), sorted: what the
+    /// local pool claims.
+    pub fn local_types(&self) -> Vec<String> {
+        let mut t: Vec<String> = self
+            .handlers
+            .iter()
+            .filter(|(_, h)| !h.remote())
+            .map(|(k, _)| k.clone())
+            .collect();
+        t.sort();
+        t
+    }
+
+    /// Whether `job_type` is declared as run by remote workers.
+    pub fn is_remote(&self, job_type: &str) -> bool {
+        self.handlers.get(job_type).is_some_and(|h| h.remote())
     }
 }
 
@@ -223,6 +249,7 @@ impl Handler for DelayPrint {
             priority: None,
             delay: Some(std::time::Duration::from_secs(180)),
             max_retries: Some(10),
+            ..JobDefaults::default()
         }
     }
 

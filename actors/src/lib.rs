@@ -28,6 +28,7 @@ pub mod handler;
 pub mod job;
 pub mod priority;
 pub mod rate_limit;
+pub mod remote;
 pub mod restart_budget;
 pub mod run;
 pub mod status;

@@ -36,6 +36,10 @@ pub const LEADER: &str = "kyu_leader";
 pub const CRON_ENQUEUED: &str = "kyu_cron_enqueued_total";
 pub const PROVIDER_REQUESTS: &str = "kyu_provider_requests_total";
 pub const SUMMARIES: &str = "kyu_summaries_total";
+pub const REMOTE_FETCHES_WAITING: &str = "kyu_remote_fetches_waiting";
+pub const REMOTE_FETCH_WAIT: &str = "kyu_remote_fetch_wait_seconds";
+pub const REMOTE_REPORT_SECONDS: &str = "kyu_remote_report_duration_seconds";
+pub const REMOTE_JOBS: &str = "kyu_remote_jobs_total";
 
 /// Histogram buckets for every `_seconds` histogram: from 1 ms jobs and requests to
 /// 5-minute jobs.
@@ -89,7 +93,7 @@ pub fn describe() {
     );
     describe_gauge!(
         WORKERS,
-        "Worker slots of this node's pool: busy (running a job) or idle."
+        "Workers: kind=local, this node's pool slots, busy (running a job) or idle; kind=remote, remote worker processes connected to this node (state=connected) and the jobs they hold (state=busy)."
     );
     describe_gauge!(
         WORKERS_TARGET,
@@ -148,6 +152,21 @@ pub fn describe() {
         SUMMARIES,
         "Summaries made, by the step of the chain that made them (groq, claude, extractive)."
     );
+    describe_gauge!(
+        REMOTE_FETCHES_WAITING,
+        "Remote workers' long-poll fetches waiting on this node for a job."
+    );
+    describe_histogram!(
+        REMOTE_FETCH_WAIT,
+        Unit::Seconds,
+        "How long a remote worker's fetch waited before it was answered (with jobs or empty)."
+    );
+    describe_histogram!(
+        REMOTE_REPORT_SECONDS,
+        Unit::Seconds,
+        "How long a remote worker's call (heartbeat, complete, fail, snooze, release, acks) took, by op."
+    );
+    describe_counter!(REMOTE_JOBS, "Jobs handed to remote workers, by type.");
     // Counters that move only on incidents start at 0 for every known label, so their
     // panels and rate() show 0 rather than "no data" on a healthy node.
     use crate::actor::supervisor::Child;

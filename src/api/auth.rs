@@ -15,6 +15,9 @@ use super::error::ApiError;
 pub enum Role {
     Admin,
     User,
+    /// A remote worker process: fetches and reports jobs over the worker protocol;
+    /// like a `user`, it sees no other owner's jobs.
+    Worker,
 }
 
 /// One configured token: who it is, what it may do, and its SHA-256.
@@ -37,6 +40,7 @@ impl TokenEntry {
         let role = match self.role {
             Role::Admin => "admin",
             Role::User => "user",
+            Role::Worker => "worker",
         };
         format!("{}:{role}:{}", self.name, hex(&self.hash))
     }
@@ -79,7 +83,8 @@ pub fn parse_tokens(v: &str) -> Result<Vec<TokenEntry>, String> {
         let role = match role {
             "admin" => Role::Admin,
             "user" => Role::User,
-            _ => return Err(at("the role must be admin or user")),
+            "worker" => Role::Worker,
+            _ => return Err(at("the role must be admin, user or worker")),
         };
         if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(at("the hash must be 64 hex digits (sha256 of the token)"));
@@ -141,6 +146,16 @@ impl Caller {
         match self.scope() {
             None => true,
             Some(me) => owner == Some(me),
+        }
+    }
+
+    /// The worker protocol (fetch, heartbeat, reports): workers and admins.
+    pub fn require_worker(&self) -> Result<(), ApiError> {
+        match self {
+            Caller::Token {
+                role: Role::User, ..
+            } => Err(ApiError::Forbidden),
+            _ => Ok(()),
         }
     }
 

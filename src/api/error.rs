@@ -39,6 +39,8 @@ pub enum ApiError {
     /// The job does not exist or is not the caller's (the same answer on purpose).
     #[error("job not found")]
     JobNotFound,
+    #[error("no such worker on this node")]
+    WorkerNotFound,
     #[error("no route {0}")]
     NoRoute(String),
     #[error("method not allowed")]
@@ -48,6 +50,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("a job with this unique_key exists and belongs to another owner")]
     UniqueKeyTaken,
+    /// A worker's lease is no longer the job's (rescued, timed out, canceled, re-run).
+    #[error("the lease is no longer this job's; nothing was changed")]
+    LeaseLost,
     #[error("the database is unreachable; try again later")]
     StoreUnavailable(String),
     #[error("not ready: {0}")]
@@ -68,7 +73,7 @@ pub struct ErrorDetail {
     /// `invalid_payload` (422: the job type's own payload check),
     /// `invalid_query`, `invalid_cursor`, `too_many_jobs`, `body_too_large`,
     /// `payload_too_large`, `unsupported_media_type`, `unauthorized`, `forbidden`,
-    /// `not_found`, `method_not_allowed`, `invalid_state`, `unique_key_taken`,
+    /// `not_found`, `method_not_allowed`, `invalid_state`, `unique_key_taken`, `lease_lost`,
     /// `store_unavailable`, `not_ready`, `internal`.
     pub code: String,
     pub message: String,
@@ -125,9 +130,13 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
-            ApiError::JobNotFound | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::JobNotFound | ApiError::NoRoute(_) | ApiError::WorkerNotFound => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) | ApiError::UniqueKeyTaken => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::UniqueKeyTaken | ApiError::LeaseLost => {
+                StatusCode::CONFLICT
+            }
             ApiError::StoreUnavailable(_) | ApiError::NotReady(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -144,10 +153,11 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden => "forbidden",
-            ApiError::JobNotFound | ApiError::NoRoute(_) => "not_found",
+            ApiError::JobNotFound | ApiError::NoRoute(_) | ApiError::WorkerNotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "invalid_state",
             ApiError::UniqueKeyTaken => "unique_key_taken",
+            ApiError::LeaseLost => "lease_lost",
             ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::NotReady(_) => "not_ready",
             ApiError::Internal(_) => "internal",

@@ -360,7 +360,7 @@ async fn created(
 
 /// Checks a request and builds the job it asks for.
 fn new_job(req: CreateJob, st: &AppState, caller: &Caller) -> Result<NewJob, ApiError> {
-    if !st.job_types.contains(&req.job_type) {
+    if !st.job_types.contains(&req.job_type) && !st.remote.serves(&req.job_type) {
         return Err(ApiError::BadRequest {
             code: "unknown_job_type",
             message: format!(
@@ -412,7 +412,7 @@ fn new_job(req: CreateJob, st: &AppState, caller: &Caller) -> Result<NewJob, Api
         job = job
             .priority(Priority::new(p).map_err(|e| ApiError::invalid("priority", e.to_string()))?);
     }
-    if let Some(q) = req.queue {
+    if let Some(q) = req.queue.or(defaults.queue.clone()) {
         job = job.queue(q);
     }
     if let Some(p) = req.provider {
@@ -457,6 +457,8 @@ fn new_job(req: CreateJob, st: &AppState, caller: &Caller) -> Result<NewJob, Api
             ));
         }
         job = job.timeout(Duration::from_secs_f64(t));
+    } else if let Some(t) = defaults.timeout {
+        job = job.timeout(t);
     }
     if let Some(k) = req.unique_key {
         job = job.unique_key(k);

@@ -15,6 +15,7 @@ pub(crate) mod nodes;
 mod observe;
 mod openapi;
 pub(crate) mod queues;
+pub mod remote;
 pub mod server;
 
 use std::any::Any;
@@ -60,6 +61,8 @@ pub struct AppState {
     openapi: Arc<serde_json::Value>,
     /// A node silent this long is not listed by `GET /api/v1/nodes`.
     pub node_dead_after: std::time::Duration,
+    /// Remote workers connected to this process (the worker protocol).
+    pub remote: remote::RemoteWorkers,
 }
 
 impl AppState {
@@ -88,6 +91,7 @@ impl AppState {
             wake,
             openapi: Arc::new(openapi),
             node_dead_after: std::time::Duration::from_secs(10),
+            remote: remote::RemoteWorkers::default(),
         }
     }
 
@@ -134,6 +138,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/queues/{name}/resume", post(queues::resume))
         .route("/api/v1/workers", get(queues::workers))
         .route("/api/v1/nodes", get(nodes::list))
+        .route("/api/v1/fetch", post(remote::fetch::fetch))
+        .route("/api/v1/acks", post(remote::report::acks))
+        .route("/api/v1/jobs/{id}/heartbeat", post(remote::report::heartbeat))
+        .route("/api/v1/jobs/{id}/complete", post(remote::report::complete))
+        .route("/api/v1/jobs/{id}/fail", post(remote::report::fail))
+        .route("/api/v1/jobs/{id}/snooze", post(remote::report::snooze))
+        .route("/api/v1/jobs/{id}/release", post(remote::report::release))
+        .route("/api/v1/workers/{worker_id}/stop", post(remote::fetch::stop))
         .merge(crate::web::routes(&state))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)

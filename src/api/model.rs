@@ -284,6 +284,10 @@ pub struct WorkersView {
     pub completed: u64,
     pub failed: u64,
     pub retried: u64,
+    /// Remote worker processes connected to this node (the worker protocol).
+    pub remote: Vec<crate::api::remote::model::RemoteWorkerView>,
+    /// Declared remote job types that no connected worker serves now: their jobs wait.
+    pub unserved_types: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::remote::{fetch, report};
 use super::{error, health, jobs, model, nodes, queues};
 
 #[derive(OpenApi)]
@@ -15,6 +16,8 @@ use super::{error, health, jobs, model, nodes, queues};
         jobs::create, jobs::create_batch, jobs::get, jobs::list, jobs::cancel, jobs::retry,
         queues::list, queues::pause, queues::resume, queues::workers, nodes::list,
         health::healthz, health::readyz,
+        fetch::fetch, fetch::stop, report::heartbeat, report::complete, report::fail,
+        report::snooze, report::release, report::acks,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, model::Status)),
     modifiers(&Bearer),

@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 
 use axum::extract::rejection::PathRejection;
 
+use super::remote::model::RemoteWorkerView;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::model::{QueueList, QueueView, ResourceReading, StatusCounts, WorkersView};
@@ -155,8 +156,33 @@ pub async fn workers(State(st): State<AppState>, _caller: Caller) -> Json<Worker
 
 /// This process's pool and autoscaler (the API and the web page's overview).
 pub(crate) async fn workers_view(st: &AppState) -> WorkersView {
+    let live = st.node_dead_after;
+    let served = st.remote.live_types(live);
+    let unserved_types: Vec<String> = st
+        .job_types
+        .iter()
+        .filter(|t| st.handlers.is_remote(t) && !served.contains(*t))
+        .cloned()
+        .collect();
+    let remote = st
+        .remote
+        .snapshot(live)
+        .into_iter()
+        .map(|w| RemoteWorkerView {
+            worker_id: w.id,
+            host: w.host,
+            version: w.version,
+            types: w.types.into_iter().collect(),
+            in_flight: w.in_flight.len(),
+            waiting: w.waiting > 0,
+            stopped: w.stopped,
+            last_seen: w.last_seen_at,
+        })
+        .collect();
     let Some(engine) = &st.engine else {
         return WorkersView {
+            remote,
+            unserved_types,
             enabled: false,
             running: false,
             pool_size: 0,
@@ -171,6 +197,8 @@ pub(crate) async fn workers_view(st: &AppState) -> WorkersView {
     let stats = engine.stats().await;
     let scaler = engine.autoscaler().await;
     WorkersView {
+        remote,
+        unserved_types,
         enabled: true,
         running: engine.is_running(),
         pool_size: stats.pool_size,

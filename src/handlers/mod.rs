@@ -6,6 +6,7 @@
 pub mod extract_content;
 pub mod extractive;
 pub mod language;
+pub mod remote_type;
 pub mod summarize;
 pub mod validate_summary;
 pub mod webhook;
@@ -30,5 +31,14 @@ pub fn registry(s: &Settings) -> anyhow::Result<HandlerRegistry> {
         Arc::new(validate_summary::ValidateSummary),
     );
     r.insert("http", Arc::new(webhook::Webhook::new(&s.webhook)?));
+    for t in &s.remote_types {
+        if r.get(&t.spec.name).is_some() {
+            anyhow::bail!(
+                "KYU_REMOTE_TYPE: `{}` is a job type kyu runs itself",
+                t.spec.name
+            );
+        }
+        r.insert(t.spec.name.clone(), Arc::new(t.clone()));
+    }
     Ok(r)
 }

@@ -125,6 +125,7 @@ impl Viewer {
                 match role {
                     Role::Admin => "admin",
                     Role::User => "user",
+                    Role::Worker => "worker",
                 },
             ),
         };

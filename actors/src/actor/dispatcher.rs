@@ -23,12 +23,14 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::acker::{AckerMsg, JobLabels};
+use super::remote_fetches::RemoteFetches;
 use super::{Counters, Deps};
 use crate::error::JobError;
 use crate::events::EngineEvent;
 use crate::handler::{JobContext, Progress};
 use crate::job::Job;
 use crate::rate_limit::RateLimits;
+use crate::remote::PendingFetch;
 use crate::run::{RunResult, outcome_for, run_attempt};
 use crate::store::{Ack, ClaimParams, LeaseState, Outcome, StoreError};
 use crate::telemetry;
@@ -50,6 +52,15 @@ pub struct Dispatcher;
 pub enum DispatcherMsg {
     /// Something may be claimable (enqueue, rescue, due job, token available).
     Wake,
+    /// The fallback poll (`poll_interval`): the local pool looks again; waiting remote
+    /// fetches do only where no wake-up reaches this node (`fetch_on_poll`).
+    Poll,
+    /// A remote worker's fetch.
+    Fetch(PendingFetch),
+    /// A claim for the waiting fetch with this id returned.
+    FetchClaimed(u64, Result<Vec<Job>, StoreError>),
+    /// A remote worker was asked to stop: answer its waiting fetches now.
+    StopWorker(String),
     /// The one look again after an empty claim ([`RECHECK_AFTER`]).
     Recheck,
     /// A claim for this many jobs returned.
@@ -112,6 +123,10 @@ pub struct DispatcherState {
     token_wake_at: Option<tokio::time::Instant>,
     /// Pending jobs already counted as held back for a provider token.
     held: HashSet<Uuid>,
+    /// The types this pool runs (remote types are left to remote workers).
+    local_types: Vec<String>,
+    /// Remote workers' fetches waiting for a job.
+    remote: RemoteFetches,
 }
 
 impl DispatcherState {
@@ -130,8 +145,8 @@ impl DispatcherState {
     /// Publishes the pool's busy and idle slots.
     fn publish_workers(&self) {
         let busy = self.running.len();
-        metrics::gauge!(telemetry::WORKERS, "state" => "busy").set(busy as f64);
-        metrics::gauge!(telemetry::WORKERS, "state" => "idle")
+        metrics::gauge!(telemetry::WORKERS, "kind" => "local", "state" => "busy").set(busy as f64);
+        metrics::gauge!(telemetry::WORKERS, "kind" => "local", "state" => "idle")
             .set(self.pool_size.saturating_sub(busy) as f64);
     }
 
@@ -172,7 +187,7 @@ impl DispatcherState {
                 limit,
                 lease: self.deps.config.lease,
                 aged_before: Some(self.deps.config.aging_bound),
-                types: self.deps.handlers.types(),
+                types: self.local_types.clone(),
                 queues: None,
             };
             let store = self.deps.store.clone();
@@ -410,6 +425,125 @@ impl DispatcherState {
         }
     }
 
+    fn fetch_arrived(&mut self, me: &ActorRef<DispatcherMsg>, fetch: PendingFetch) {
+        if self.draining {
+            let _ = fetch.reply.send(Ok(Vec::new()));
+            return;
+        }
+        self.remote.prune_closed();
+        let id = self.remote.insert(fetch);
+        self.claim_for_fetch(me, id);
+        metrics::gauge!(telemetry::REMOTE_FETCHES_WAITING).set(self.remote.len() as f64);
+    }
+
+    /// Claims for one waiting fetch, with the worker as the lease owner, in the same
+    /// order and by the same rules as for the local pool.
+    fn claim_for_fetch(&mut self, me: &ActorRef<DispatcherMsg>, id: u64) {
+        let aging_bound = self.deps.config.aging_bound;
+        let Some(p) = self.remote.get_mut(id) else {
+            return;
+        };
+        if p.claiming {
+            p.rewake = true;
+            return;
+        }
+        p.claiming = true;
+        p.rewake = false;
+        let r = &p.fetch.request;
+        let params = ClaimParams {
+            owner: r.worker_id.clone(),
+            limit: r.max,
+            lease: r.lease,
+            aged_before: Some(aging_bound),
+            types: r.types.clone(),
+            queues: r.queues.clone(),
+        };
+        let store = self.deps.store.clone();
+        let me = me.clone();
+        tokio::spawn(async move {
+            let r = store.claim(&params).await;
+            let _ = me.cast(DispatcherMsg::FetchClaimed(id, r));
+        });
+    }
+
+    fn wake_fetches(&mut self, me: &ActorRef<DispatcherMsg>) {
+        self.remote.prune_closed();
+        for id in self.remote.ids() {
+            self.claim_for_fetch(me, id);
+        }
+        metrics::gauge!(telemetry::REMOTE_FETCHES_WAITING).set(self.remote.len() as f64);
+    }
+
+    async fn fetch_claimed(
+        &mut self,
+        me: &ActorRef<DispatcherMsg>,
+        id: u64,
+        r: Result<Vec<Job>, StoreError>,
+    ) {
+        let Some(mut p) = self.remote.take(id) else {
+            return;
+        };
+        p.claiming = false;
+        let jobs = match r {
+            Ok(jobs) => self.admit_remote(jobs).await,
+            Err(e) => {
+                tracing::error!(error = %e, "claim for a remote worker failed");
+                let _ = p.fetch.reply.send(Err(e));
+                return;
+            }
+        };
+        let waits = !p.fetch.request.wait.is_zero() && !p.fetch.reply.is_closed();
+        if jobs.is_empty() && waits && !self.draining {
+            let again = p.rewake;
+            self.remote.put_back(id, p);
+            if again {
+                self.claim_for_fetch(me, id);
+            }
+            return;
+        }
+        let now = self.deps.clock.now();
+        for job in &jobs {
+            let waited = (now - job.run_at).to_std().unwrap_or_default();
+            metrics::histogram!(telemetry::JOB_WAIT_SECONDS,
+                "queue" => job.queue.clone(), "type" => job.job_type.clone())
+            .record(waited.as_secs_f64());
+            self.deps
+                .events
+                .emit(EngineEvent::Started(job.id, job.attempts));
+        }
+        if let Err(Ok(jobs)) = p.fetch.reply.send(Ok(jobs)) {
+            // The worker's request went away meanwhile: give the jobs back at once.
+            for job in jobs {
+                self.ack(&job, Outcome::Released { uncount: true });
+            }
+        }
+        metrics::gauge!(telemetry::REMOTE_FETCHES_WAITING).set(self.remote.len() as f64);
+    }
+
+    /// Per-provider rate limits for jobs claimed for a remote worker: a job whose
+    /// provider has no token now goes back to the store until it has one.
+    async fn admit_remote(&mut self, jobs: Vec<Job>) -> Vec<Job> {
+        let mut out = Vec::with_capacity(jobs.len());
+        let mut empty: HashMap<String, Duration> = HashMap::new();
+        for job in jobs {
+            if let Some(p) = job.provider.clone() {
+                let took = match empty.get(&p) {
+                    Some(wait) => Err(*wait),
+                    None => self.deps.limiter.try_acquire(&p, self.deps.clock.now()).await,
+                };
+                if let Err(wait) = took {
+                    empty.entry(p.clone()).or_insert(wait);
+                    metrics::counter!(telemetry::RATE_LIMIT_WAITS, "provider" => p).increment(1);
+                    self.deps.events.emit(EngineEvent::RateLimited(job.id));
+                    self.ack(&job, Outcome::Snoozed { delay: wait });
+                    continue;
+                }
+            }
+            out.push(job);
+        }
+        out
+    }
+
     fn answer_drain(&mut self) {
         if self.running.is_empty() && self.claims_in_flight == 0 {
             for w in self.drain_waiters.drain(..) {
@@ -429,13 +563,15 @@ impl Actor for Dispatcher {
         me: ActorRef<DispatcherMsg>,
         (deps, acker): (Arc<Deps>, ActorRef<AckerMsg>),
     ) -> Result<DispatcherState, ActorProcessingErr> {
-        me.send_interval(deps.config.poll_interval, || DispatcherMsg::Wake);
+        me.send_interval(deps.config.poll_interval, || DispatcherMsg::Poll);
         me.send_interval(deps.config.lease / 3, || DispatcherMsg::Renew);
         let _ = me.cast(DispatcherMsg::Wake);
         metrics::gauge!(telemetry::WORKERS_TARGET).set(deps.config.workers as f64);
-        metrics::gauge!(telemetry::WORKERS, "state" => "busy").set(0.0);
-        metrics::gauge!(telemetry::WORKERS, "state" => "idle").set(deps.config.workers as f64);
+        metrics::gauge!(telemetry::WORKERS, "kind" => "local", "state" => "busy").set(0.0);
+        metrics::gauge!(telemetry::WORKERS, "kind" => "local", "state" => "idle").set(deps.config.workers as f64);
         Ok(DispatcherState {
+            local_types: deps.handlers.local_types(),
+            remote: RemoteFetches::default(),
             pool_size: deps.config.workers,
             deps,
             acker,
@@ -460,7 +596,14 @@ impl Actor for Dispatcher {
         st: &mut DispatcherState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            DispatcherMsg::Wake | DispatcherMsg::Recheck => {
+            DispatcherMsg::Fetch(f) => st.fetch_arrived(&me, f),
+            DispatcherMsg::FetchClaimed(id, r) => st.fetch_claimed(&me, id, r).await,
+            DispatcherMsg::StopWorker(w) => st.remote.answer_empty(Some(&w)),
+            DispatcherMsg::Wake | DispatcherMsg::Recheck | DispatcherMsg::Poll => {
+                let poll = matches!(msg, DispatcherMsg::Poll);
+                if matches!(msg, DispatcherMsg::Wake) || (poll && st.deps.config.fetch_on_poll) {
+                    st.wake_fetches(&me);
+                }
                 st.rechecking = matches!(msg, DispatcherMsg::Recheck);
                 st.token_wake_at = None;
                 if st.claims_in_flight > 0 {
@@ -552,6 +695,7 @@ impl Actor for Dispatcher {
             }
             DispatcherMsg::Drain(reply) => {
                 st.draining = true;
+                st.remote.answer_empty(None);
                 st.release_pending();
                 st.drain_waiters.push(reply);
                 st.answer_drain();

@@ -4,6 +4,7 @@
 pub mod acker;
 pub mod autoscaler;
 pub mod dispatcher;
+mod remote_fetches;
 pub mod scheduler;
 pub mod supervisor;
 

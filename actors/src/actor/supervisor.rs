@@ -45,6 +45,8 @@ pub struct Supervisor;
 
 pub enum SupervisorMsg {
     Wake,
+    Fetch(crate::remote::PendingFetch),
+    StopWorker(String),
     Cancel(Uuid),
     Stats(RpcReplyPort<DispatcherStats>),
     Autoscaler(RpcReplyPort<Option<(Reading, usize)>>),
@@ -160,6 +162,12 @@ impl Actor for Supervisor {
         match msg {
             SupervisorMsg::Wake => {
                 let _ = st.dispatcher.cast(DispatcherMsg::Wake);
+            }
+            SupervisorMsg::Fetch(f) => {
+                let _ = st.dispatcher.cast(DispatcherMsg::Fetch(f));
+            }
+            SupervisorMsg::StopWorker(w) => {
+                let _ = st.dispatcher.cast(DispatcherMsg::StopWorker(w));
             }
             SupervisorMsg::Cancel(id) => {
                 let _ = st.dispatcher.cast(DispatcherMsg::Cancel(id));
