@@ -21,7 +21,7 @@ import (
 const helperEnv = "KYU_GO_TEST_CHILD_WORKER"
 
 func TestKilledWorkersJobRunsAgain(t *testing.T) {
-	srv, err := kyutest.Start(kyutest.Options{Config: remoteTypes, Env: []string{"KYU_NODE_DEAD_AFTER=2s"}})
+	srv, err := kyutest.Start(kyutest.Options{Config: remoteTypes, Env: []string{"KYU_NODE_DEAD_AFTER=2s", "KYU_NODE_HEARTBEAT_INTERVAL=500ms", "KYU_RESCUE_INTERVAL=1s"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,6 +92,7 @@ func TestChildWorker(t *testing.T) {
 	}
 	opts := workerOpts()
 	opts.Concurrency = 1
+	opts.Lease = time.Minute // so only kyu's dead-worker detection can free the job
 	w := kyu.NewWorker(kyu.NewClient(url), opts, map[string]kyu.Handler{
 		"go_killed": func(ctx context.Context, job *kyu.Task) (any, error) {
 			fmt.Printf("TOOK %s\n", job.ID)
