@@ -4,12 +4,12 @@ package kyu_test
 // kyu declares it dead after KYU_NODE_DEAD_AFTER and another worker runs the job.
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,8 +17,34 @@ import (
 	"github.com/kyu-rs/kyu/clients/go/internal/kyutest"
 )
 
-// helperEnv, set to a kyu URL, makes this test binary a child worker (TestChildWorker).
-const helperEnv = "KYU_GO_TEST_CHILD_WORKER"
+// helperEnv, set to a kyu URL, makes this test binary a child worker (TestChildWorker);
+// with modeEnv=finish its handler ends after 500ms instead of hanging.
+const (
+	helperEnv = "KYU_GO_TEST_CHILD_WORKER"
+	modeEnv   = "KYU_GO_TEST_CHILD_MODE"
+)
+
+// startChild runs TestChildWorker against url and returns once it took job id.
+func startChild(t *testing.T, url, mode, id string) *exec.Cmd {
+	child := exec.Command(os.Args[0], "-test.run=^TestChildWorker$", "-test.v")
+	child.Env = append(os.Environ(), helperEnv+"="+url, modeEnv+"="+mode)
+	took := make(chan string, 1)
+	child.Stdout = tookWriter(took)
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
+	select {
+	case got := <-took:
+		if got != id {
+			t.Fatalf("the child took %q, not %s", got, id)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the child worker took no job")
+	}
+	return child
+}
 
 func TestKilledWorkersJobRunsAgain(t *testing.T) {
 	srv, err := kyutest.Start(kyutest.Options{Config: remoteTypes, Env: []string{"KYU_NODE_DEAD_AFTER=2s", "KYU_NODE_HEARTBEAT_INTERVAL=500ms", "KYU_RESCUE_INTERVAL=1s"}})
@@ -29,36 +55,8 @@ func TestKilledWorkersJobRunsAgain(t *testing.T) {
 	c := kyu.NewClient(srv.URL)
 	ctx := testCtx(t, 40*time.Second)
 
-	child := exec.Command(os.Args[0], "-test.run=^TestChildWorker$", "-test.v")
-	child.Env = append(os.Environ(), helperEnv+"="+srv.URL)
-	out, err := child.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	child.Stderr = os.Stderr
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = child.Process.Kill(); _ = child.Wait() }()
-
 	id := mustEnqueue(t, c, "go_killed", nil, &kyu.EnqueueOptions{MaxRetries: kyu.Int(2)})
-	took := make(chan string, 1)
-	go func() {
-		lines := bufio.NewScanner(out)
-		for lines.Scan() {
-			if s := lines.Text(); strings.HasPrefix(s, "TOOK ") {
-				took <- strings.TrimPrefix(s, "TOOK ")
-			}
-		}
-	}()
-	select {
-	case got := <-took:
-		if got != id {
-			t.Fatalf("the child took %s, not %s", got, id)
-		}
-	case <-ctx.Done():
-		t.Fatal("the child worker took no job")
-	}
+	child := startChild(t, srv.URL, "hang", id)
 	if err := child.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -83,6 +81,37 @@ func TestKilledWorkersJobRunsAgain(t *testing.T) {
 	t.Logf("ran again %s after the kill", time.Since(killed).Round(time.Millisecond))
 }
 
+func TestSIGTERMLetsTheRunningJobFinish(t *testing.T) {
+	c := newClient()
+	id := mustEnqueue(t, c, "go_killed", nil, nil)
+	child := startChild(t, server.URL, "finish", id)
+	if err := child.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Wait(); err != nil {
+		t.Fatalf("the worker's exit after SIGTERM: %v", err)
+	}
+	job, err := c.Get(context.Background(), id)
+	if err != nil || job.Status != kyu.StatusCompleted {
+		t.Fatalf("job %+v, %v", job, err)
+	}
+}
+
+// tookWriter passes the job id of the child's "TOOK id" line to took.
+type tookWriter chan<- string
+
+func (w tookWriter) Write(b []byte) (int, error) {
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "TOOK ") {
+			select {
+			case w <- strings.TrimPrefix(line, "TOOK "):
+			default:
+			}
+		}
+	}
+	return len(b), nil
+}
+
 // TestChildWorker is the worker TestKilledWorkersJobRunsAgain kills: it takes one job,
 // says so on stdout, and hangs.
 func TestChildWorker(t *testing.T) {
@@ -93,9 +122,14 @@ func TestChildWorker(t *testing.T) {
 	opts := workerOpts()
 	opts.Concurrency = 1
 	opts.Lease = time.Minute // so only kyu's dead-worker detection can free the job
+	opts.IgnoreSignals = false
 	w := kyu.NewWorker(kyu.NewClient(url), opts, map[string]kyu.Handler{
 		"go_killed": func(ctx context.Context, job *kyu.Task) (any, error) {
 			fmt.Printf("TOOK %s\n", job.ID)
+			if os.Getenv(modeEnv) == "finish" {
+				time.Sleep(500 * time.Millisecond)
+				return "finished", nil
+			}
 			select {}
 		},
 	})
