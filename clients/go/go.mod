@@ -1,0 +1,3 @@
+module github.com/kyu-rs/kyu/clients/go
+
+go 1.19
