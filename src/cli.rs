@@ -108,6 +108,10 @@ pub struct BenchArgs {
     /// `/metrics` render time, beside `--finished` completed and `--jobs` live jobs.
     #[arg(long, conflicts_with_all = ["store", "http"])]
     pub metrics: bool,
+    /// The worker protocol: a real `kyu serve` (default settings) drained by one remote
+    /// worker over HTTP (`--concurrency` slots, batched fetches and acks).
+    #[arg(long, conflicts_with_all = ["store", "http", "metrics"])]
+    pub remote: bool,
     /// Concurrent HTTP clients for `--http`.
     #[arg(long, default_value_t = 100)]
     pub clients: usize,
@@ -178,6 +182,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => {
             let line = if args.metrics {
                 serde_json::to_string(&crate::bench::metrics::run(&args).await?)?
+            } else if args.remote {
+                serde_json::to_string(&crate::bench::remote::run(&args).await?)?
             } else if args.http {
                 serde_json::to_string(&crate::bench::http::run(&args).await?)?
             } else if args.store {

@@ -36,6 +36,7 @@ pub const LEADER: &str = "kyu_leader";
 pub const CRON_ENQUEUED: &str = "kyu_cron_enqueued_total";
 pub const PROVIDER_REQUESTS: &str = "kyu_provider_requests_total";
 pub const SUMMARIES: &str = "kyu_summaries_total";
+pub const CLAIMS: &str = "kyu_claims_total";
 pub const REMOTE_FETCHES_WAITING: &str = "kyu_remote_fetches_waiting";
 pub const REMOTE_FETCH_WAIT: &str = "kyu_remote_fetch_wait_seconds";
 pub const REMOTE_REPORT_SECONDS: &str = "kyu_remote_report_duration_seconds";
@@ -151,6 +152,10 @@ pub fn describe() {
     describe_counter!(
         SUMMARIES,
         "Summaries made, by the step of the chain that made them (groq, claude, extractive)."
+    );
+    describe_counter!(
+        CLAIMS,
+        "Claim queries run (local pool and remote fetches), by whether they found jobs: an idle node's cost."
     );
     describe_gauge!(
         REMOTE_FETCHES_WAITING,

@@ -3,4 +3,5 @@
 pub mod engine;
 pub mod http;
 pub mod metrics;
+pub mod remote;
 pub mod store;

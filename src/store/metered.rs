@@ -83,7 +83,12 @@ impl Store for MeteredStore {
         seen(self.inner.list(q).await)
     }
     async fn claim(&self, p: &ClaimParams) -> Result<Vec<Job>, StoreError> {
-        seen(self.inner.claim(p).await)
+        let r = seen(self.inner.claim(p).await);
+        if let Ok(jobs) = &r {
+            let found = if jobs.is_empty() { "empty" } else { "jobs" };
+            metrics::counter!(kyu_actors::telemetry::CLAIMS, "found" => found).increment(1);
+        }
+        r
     }
     async fn extend_leases(
         &self,
