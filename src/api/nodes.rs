@@ -18,10 +18,17 @@ pub struct NodeView {
     pub id: String,
     pub host: String,
     pub version: String,
-    /// `api`, `worker` or `serve`.
+    /// `api`, `worker` or `serve`; `remote` for a worker process in any language
+    /// (the worker protocol).
     pub role: String,
-    /// Worker slots at start (0 without an engine).
+    /// Worker slots at start (0 without an engine); a remote worker's jobs in flight.
     pub pool_size: u32,
+    /// A remote worker's job types, when it is connected to the node answering.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub types: Option<Vec<String>>,
+    /// A remote worker's jobs in flight, when it is connected to the node answering.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<usize>,
     pub started_at: DateTime<Utc>,
     /// The last heartbeat, by the database's clock.
     pub heartbeat_at: DateTime<Utc>,
@@ -46,12 +53,22 @@ pub struct NodeList {
     ))]
 pub async fn list(State(st): State<AppState>, caller: Caller) -> Result<Json<NodeList>, ApiError> {
     caller.require_admin()?;
+    let here: std::collections::HashMap<String, super::remote::registry::RemoteWorker> = st
+        .remote
+        .snapshot(st.node_dead_after)
+        .into_iter()
+        .map(|w| (w.id.clone(), w))
+        .collect();
     let nodes = st
         .store
         .nodes(st.node_dead_after)
         .await?
         .into_iter()
         .map(|n| NodeView {
+            types: here
+                .get(&n.info.id)
+                .map(|w| w.types.iter().cloned().collect()),
+            in_flight: here.get(&n.info.id).map(|w| w.in_flight.len()),
             id: n.info.id,
             host: n.info.host,
             version: n.info.version,
