@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CI for the Go client: installs Go from Debian if missing, then gofmt + go vet, the tests
-# (against a real kyu serve: $KYU_BIN, else /work/bin/kyu, else target/debug/kyu) and the
+# (against a real kyu serve: $KYU_BIN, else the repository's cargo build, target/debug/kyu or
+# $CARGO_TARGET_DIR/debug/kyu when CARGO_TARGET_DIR is set) and the
 # examples/go-delay-print programs against a kyu started here.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -13,7 +14,9 @@ go version
 export GOPROXY=off # standard library only: nothing to download
 
 if [ -z "${KYU_BIN:-}" ]; then
-  if [ -x /work/bin/kyu ]; then KYU_BIN=/work/bin/kyu; else KYU_BIN="$root/target/debug/kyu"; fi
+  target="${CARGO_TARGET_DIR:-target}"
+  case "$target" in /*) ;; *) target="$root/$target" ;; esac
+  KYU_BIN="$target/debug/kyu"
 fi
 export KYU_BIN
 [ -x "$KYU_BIN" ] || { echo "no kyu binary at $KYU_BIN (cargo build first)" >&2; exit 1; }

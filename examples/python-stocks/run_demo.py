@@ -1,7 +1,7 @@
 """The example end to end, as CI runs it: start kyu (with kyu.toml), the worker and the
 API (uvicorn), ask for a refresh, and poll the status until the job is completed.
 
-    python run_demo.py          # kyu from $KYU_BIN, /work/bin/kyu or target/debug/kyu
+    python run_demo.py          # kyu from $KYU_BIN, else the cargo debug build
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ REPO = HERE.parent.parent
 
 
 def kyu_bin() -> str:
+    """$KYU_BIN, else the repository's cargo debug build (target/debug/kyu, or
+    $CARGO_TARGET_DIR/debug/kyu when CARGO_TARGET_DIR is set)."""
     if os.environ.get("KYU_BIN"):
         return os.environ["KYU_BIN"]
-    if Path("/work/bin/kyu").exists():
-        return "/work/bin/kyu"
-    return str(REPO / "target/debug/kyu")
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or "target")
+    return str(REPO / target / "debug" / "kyu")
 
 
 def free_port() -> int:

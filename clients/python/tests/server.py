@@ -21,12 +21,13 @@ CLIENT_DIR = Path(__file__).resolve().parent.parent
 
 
 def kyu_bin() -> str:
-    """``$KYU_BIN``, else ``/work/bin/kyu`` if present, else the cargo debug build."""
+    """``$KYU_BIN``, else the repository's cargo debug build (``target/debug/kyu``, or
+    ``$CARGO_TARGET_DIR/debug/kyu`` when ``CARGO_TARGET_DIR`` is set)."""
     if os.environ.get("KYU_BIN"):
         return os.environ["KYU_BIN"]
-    if Path("/work/bin/kyu").exists():
-        return "/work/bin/kyu"
-    return str((CLIENT_DIR / "../../target/debug/kyu").resolve())
+    repo = (CLIENT_DIR / "../..").resolve()
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or "target")
+    return str(repo / target / "debug" / "kyu")
 
 
 def _die_with_parent() -> None:

@@ -4,7 +4,7 @@
  * is mocked.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -13,10 +13,13 @@ import { fileURLToPath } from "node:url";
 /** The client's folder (build/test/… → ../..). */
 export const CLIENT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
+/**
+ * KYU_BIN, else the repository's cargo debug build: target/debug/kyu, or
+ * $CARGO_TARGET_DIR/debug/kyu when CARGO_TARGET_DIR is set (relative to the repository).
+ */
 export function kyuBin(): string {
   if (process.env.KYU_BIN) return process.env.KYU_BIN;
-  if (existsSync("/work/bin/kyu")) return "/work/bin/kyu";
-  return resolve(CLIENT_DIR, "../../target/debug/kyu");
+  return resolve(CLIENT_DIR, "../..", process.env.CARGO_TARGET_DIR || "target", "debug", "kyu");
 }
 
 export const TEST_CONFIG = `

@@ -5,7 +5,7 @@
  * step does not go as expected.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -14,7 +14,9 @@ import { Client } from "@kyu/client";
 import { FAKE_TOKEN, startFakeChatwork } from "./fake-chatwork.js";
 
 const here = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const kyuBin = process.env.KYU_BIN ?? (existsSync("/work/bin/kyu") ? "/work/bin/kyu" : resolve(here, "../../target/debug/kyu"));
+// KYU_BIN, else the repository's cargo debug build (target/, or CARGO_TARGET_DIR when set).
+const kyuBin =
+  process.env.KYU_BIN || resolve(here, "../..", process.env.CARGO_TARGET_DIR || "target", "debug", "kyu");
 
 function freePort(): Promise<number> {
   return new Promise((ok) => {

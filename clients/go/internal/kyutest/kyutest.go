@@ -1,7 +1,7 @@
 // Package kyutest starts a real `kyu serve` on a free loopback port in a temporary
 // directory, so the client's tests, benchmark and examples talk to the actual server
-// (nothing mocked). The binary is $KYU_BIN, else /work/bin/kyu if present, else the
-// repository's target/debug/kyu.
+// (nothing mocked). The binary is $KYU_BIN, else the repository's cargo debug build:
+// target/debug/kyu, or $CARGO_TARGET_DIR/debug/kyu when CARGO_TARGET_DIR is set.
 package kyutest
 
 import (
@@ -38,11 +38,16 @@ func Bin() string {
 	if b := os.Getenv("KYU_BIN"); b != "" {
 		return b
 	}
-	if _, err := os.Stat("/work/bin/kyu"); err == nil {
-		return "/work/bin/kyu"
-	}
 	_, file, _, _ := runtime.Caller(0) // clients/go/internal/kyutest/kyutest.go
-	return filepath.Join(filepath.Dir(file), "..", "..", "..", "..", "target", "debug", "kyu")
+	repo := filepath.Join(filepath.Dir(file), "..", "..", "..", "..")
+	target := os.Getenv("CARGO_TARGET_DIR")
+	if target == "" {
+		target = "target"
+	}
+	if !filepath.IsAbs(target) {
+		target = filepath.Join(repo, target)
+	}
+	return filepath.Join(target, "debug", "kyu")
 }
 
 // inherited settings that would point a test kyu at something else than its temp dir
