@@ -51,7 +51,8 @@ run_against() {
     echo "schemathesis: kyu did not start on $name" >&2; cat "$log" >&2; return 1
   fi
   echo "schemathesis: kyu on $name at $addr"
-  "$venv/bin/schemathesis" --config-file .ci/schemathesis.toml run "http://$addr/api/v1/openapi.json" \
+  PYTHONPATH=.ci SCHEMATHESIS_HOOKS=schemathesis_hooks \
+    "$venv/bin/schemathesis" --config-file .ci/schemathesis.toml run "http://$addr/api/v1/openapi.json" \
     --header "Authorization: Bearer $token" \
     --checks all \
     --max-examples "${KYU_SCHEMATHESIS_EXAMPLES:-40}" \

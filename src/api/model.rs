@@ -93,7 +93,7 @@ pub struct CreateJob {
 
 /// An optional integer that may be written `6` or `6.0` (JSON Schema counts both as
 /// integers, and so do some JSON encoders).
-fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+pub(crate) fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     use serde::de::Error;
     let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
         return Ok(None);

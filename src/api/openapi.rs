@@ -48,5 +48,26 @@ pub fn document(job_types: &[String], max_batch: usize) -> Value {
     if let Some(jobs) = doc.pointer_mut("/components/schemas/CreateJobs/properties/jobs") {
         jobs["maxItems"] = json!(max_batch);
     }
+    // A fetch's job type and queue names follow the rules of a job's.
+    let name =
+        json!({"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\x00]+$"});
+    for list in ["types", "queues"] {
+        let at = format!("/components/schemas/FetchRequest/properties/{list}");
+        if let Some(p) = doc.pointer_mut(&at) {
+            if p.get("items").is_some() {
+                p["items"] = name.clone();
+            } else {
+                // Option<Vec<_>>: the array alternative.
+                for key in ["oneOf", "anyOf"] {
+                    let alts = p.get_mut(key).and_then(|a| a.as_array_mut());
+                    for alt in alts.into_iter().flatten() {
+                        if alt.get("items").is_some() {
+                            alt["items"] = name.clone();
+                        }
+                    }
+                }
+            }
+        }
+    }
     doc
 }

@@ -17,7 +17,7 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::json::ApiJson;
 use crate::api::{AppState, path_param};
 
-const MAX_WAIT_MS: u64 = 30_000;
+const MAX_WAIT_MS: i64 = 30_000;
 const DEFAULT_LEASE_SECONDS: f64 = 30.0;
 
 /// The engine that serves remote workers on this node.
@@ -98,13 +98,26 @@ pub async fn fetch(
     if !(1..=100).contains(&max) {
         return Err(ApiError::invalid("max", "must be 1 to 100"));
     }
+    let max = max as u32;
     let wait_ms = req.wait_ms.unwrap_or(0);
-    if wait_ms > MAX_WAIT_MS {
+    if !(0..=MAX_WAIT_MS).contains(&wait_ms) {
         return Err(ApiError::invalid("wait_ms", "must be 0 to 30000"));
     }
     let lease = lease_length(req.lease_seconds, "lease_seconds")?;
-    let host = req.host.as_deref().filter(|h| h.chars().count() <= 255);
-    let version = req.version.as_deref().filter(|v| v.chars().count() <= 100);
+    let host = req.host.as_deref();
+    if host.is_some_and(|h| h.chars().count() > 255 || h.contains('\0')) {
+        return Err(ApiError::invalid(
+            "host",
+            "at most 255 characters, without NUL",
+        ));
+    }
+    let version = req.version.as_deref();
+    if version.is_some_and(|v| v.chars().count() > 100 || v.contains('\0')) {
+        return Err(ApiError::invalid(
+            "version",
+            "at most 100 characters, without NUL",
+        ));
+    }
     let engine = engine(&st)?;
     let (stopped, _waiting) = st.remote.fetch_started(&Hello {
         id,
@@ -126,7 +139,7 @@ pub async fn fetch(
             queues: req.queues.clone(),
             max,
             lease,
-            wait: Duration::from_millis(wait_ms),
+            wait: Duration::from_millis(wait_ms.unsigned_abs()),
         })
         .await?;
     metrics::histogram!(telemetry::REMOTE_FETCH_WAIT).record(started.elapsed().as_secs_f64());

@@ -14,6 +14,9 @@ pub fn format_lease(attempt: u32, worker: &str) -> String {
 pub fn parse_lease(id: Uuid, text: &str, field: &str) -> Result<JobLease, ApiError> {
     let bad = || ApiError::invalid(field, "not a lease kyu handed out (send it back verbatim)");
     let (attempt, owner) = text.split_once(':').ok_or_else(bad)?;
+    if attempt.is_empty() || attempt.len() > 9 {
+        return Err(bad());
+    }
     let attempt: u32 = attempt.parse().map_err(|_| bad())?;
     if owner.is_empty() || owner.chars().count() > 255 || owner.contains('\0') {
         return Err(bad());

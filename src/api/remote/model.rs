@@ -12,7 +12,7 @@ use crate::api::model::Status;
 #[serde(deny_unknown_fields)]
 pub struct FetchRequest {
     /// The worker process (fresh per start): owner of every lease it gets.
-    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\x00:]+$")]
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\x00]+$")]
     pub worker_id: String,
     /// The job types it runs.
     #[schema(min_items = 1, max_items = 100)]
@@ -21,17 +21,19 @@ pub struct FetchRequest {
     #[schema(max_items = 100)]
     pub queues: Option<Vec<String>>,
     /// At most this many jobs (default 1).
-    #[schema(minimum = 1, maximum = 100)]
-    pub max: Option<u32>,
+    #[serde(default, deserialize_with = "crate::api::model::integer")]
+    #[schema(minimum = 1, maximum = 100, value_type = Option<u32>)]
+    pub max: Option<i64>,
     /// Long poll: answer when a job is due, or empty after this many ms (default 0).
-    #[schema(minimum = 0, maximum = 30000)]
-    pub wait_ms: Option<u64>,
+    #[serde(default, deserialize_with = "crate::api::model::integer")]
+    #[schema(minimum = 0, maximum = 30000, value_type = Option<u64>)]
+    pub wait_ms: Option<i64>,
     /// How long each lease lasts unless extended (default 30).
     #[schema(minimum = 5, maximum = 3600)]
     pub lease_seconds: Option<f64>,
-    #[schema(max_length = 255)]
+    #[schema(max_length = 255, pattern = "^[^\\x00]*$")]
     pub host: Option<String>,
-    #[schema(max_length = 100)]
+    #[schema(max_length = 100, pattern = "^[^\\x00]*$")]
     pub version: Option<String>,
 }
 
@@ -68,10 +70,16 @@ pub struct FetchResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
-    #[schema(min_length = 1, max_length = 300)]
+    /// The lease the fetch handed out, verbatim.
+    #[schema(
+        min_length = 3,
+        max_length = 265,
+        pattern = "^[0-9]{1,9}:[^\\x00]{1,255}$"
+    )]
     pub lease: String,
-    #[schema(minimum = 0, maximum = 100)]
-    pub progress: Option<u8>,
+    #[serde(default, deserialize_with = "crate::api::model::integer")]
+    #[schema(minimum = 0, maximum = 100, value_type = Option<u8>)]
+    pub progress: Option<i64>,
     #[schema(minimum = 5, maximum = 3600)]
     pub lease_seconds: Option<f64>,
 }
@@ -88,7 +96,12 @@ pub struct HeartbeatResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteRequest {
-    #[schema(min_length = 1, max_length = 300)]
+    /// The lease the fetch handed out, verbatim.
+    #[schema(
+        min_length = 3,
+        max_length = 265,
+        pattern = "^[0-9]{1,9}:[^\\x00]{1,255}$"
+    )]
     pub lease: String,
     #[serde(default)]
     #[schema(value_type = Option<serde_json::Value>)]
@@ -108,7 +121,12 @@ pub enum FailKind {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailRequest {
-    #[schema(min_length = 1, max_length = 300)]
+    /// The lease the fetch handed out, verbatim.
+    #[schema(
+        min_length = 3,
+        max_length = 265,
+        pattern = "^[0-9]{1,9}:[^\\x00]{1,255}$"
+    )]
     pub lease: String,
     pub kind: FailKind,
     #[schema(max_length = 10000)]
@@ -120,7 +138,12 @@ pub struct FailRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SnoozeRequest {
-    #[schema(min_length = 1, max_length = 300)]
+    /// The lease the fetch handed out, verbatim.
+    #[schema(
+        min_length = 3,
+        max_length = 265,
+        pattern = "^[0-9]{1,9}:[^\\x00]{1,255}$"
+    )]
     pub lease: String,
     #[schema(minimum = 0, maximum = 31536000)]
     pub seconds: f64,
@@ -129,7 +152,12 @@ pub struct SnoozeRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
-    #[schema(min_length = 1, max_length = 300)]
+    /// The lease the fetch handed out, verbatim.
+    #[schema(
+        min_length = 3,
+        max_length = 265,
+        pattern = "^[0-9]{1,9}:[^\\x00]{1,255}$"
+    )]
     pub lease: String,
 }
 
@@ -156,17 +184,24 @@ pub enum AckOp {
 #[serde(deny_unknown_fields)]
 pub struct AckItem {
     pub job_id: Uuid,
-    #[schema(min_length = 1, max_length = 300)]
+    /// The lease the fetch handed out, verbatim.
+    #[schema(
+        min_length = 3,
+        max_length = 265,
+        pattern = "^[0-9]{1,9}:[^\\x00]{1,255}$"
+    )]
     pub lease: String,
     pub op: AckOp,
     #[serde(default)]
     #[schema(value_type = Option<serde_json::Value>)]
     pub result: Option<serde_json::Value>,
+    /// For `fail` (default `retryable`).
     pub kind: Option<FailKind>,
     #[schema(max_length = 10000)]
     pub message: Option<String>,
     #[schema(minimum = 0, maximum = 31536000)]
     pub retry_after_seconds: Option<f64>,
+    /// For `snooze` (default 0: due again at once).
     #[schema(minimum = 0, maximum = 31536000)]
     pub seconds: Option<f64>,
 }

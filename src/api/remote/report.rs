@@ -71,13 +71,15 @@ pub async fn heartbeat(
     caller.require_worker()?;
     let id = job_id(id)?;
     let lease = parse_lease(id, &req.lease, "lease")?;
-    if req.progress.is_some_and(|p| p > 100) {
-        return Err(ApiError::invalid("progress", "must be 0 to 100"));
-    }
+    let progress = match req.progress {
+        Some(p) if (0..=100).contains(&p) => Some(p as u8),
+        Some(_) => return Err(ApiError::invalid("progress", "must be 0 to 100")),
+        None => None,
+    };
     let extend = lease_length(req.lease_seconds, "lease_seconds")?;
     let engine = engine(&st)?;
     st.remote.seen(&lease.owner);
-    let r = engine.heartbeat(&lease, req.progress, extend).await?;
+    let r = engine.heartbeat(&lease, progress, extend).await?;
     record("heartbeat", started);
     match r {
         HeartbeatResult::Held {
@@ -142,6 +144,12 @@ fn fail_report(
     let retry_after = retry_after
         .map(|s| seconds(s, &format!("{field}retry_after_seconds")))
         .transpose()?;
+    if message.as_ref().is_some_and(|m| m.chars().count() > 10_000) {
+        return Err(ApiError::invalid(
+            format!("{field}message"),
+            "at most 10000 characters",
+        ));
+    }
     let kind = match kind {
         FailKind::Retryable => EngineFailKind::Retryable,
         FailKind::NonRetryable => EngineFailKind::NonRetryable,
@@ -271,25 +279,27 @@ pub async fn release(
 
 fn ack_report(item: AckItem, i: usize) -> Result<RemoteReport, ApiError> {
     let at = |f: &str| format!("acks[{i}].{f}");
+    // Every field given is checked, whether or not its op reads it.
+    if let Some(s) = item.seconds {
+        seconds(s, &at("seconds"))?;
+    }
+    if let Some(s) = item.retry_after_seconds {
+        seconds(s, &at("retry_after_seconds"))?;
+    }
     let lease = parse_lease(item.job_id, &item.lease, &at("lease"))?;
     let report = match item.op {
         AckOp::Complete => Report::Complete {
             result: item.result.unwrap_or(serde_json::Value::Null),
         },
-        AckOp::Fail => {
-            let kind = item
-                .kind
-                .ok_or_else(|| ApiError::invalid(at("kind"), "a fail needs a kind"))?;
-            fail_report(kind, item.message, item.retry_after_seconds, &at(""))?
-        }
-        AckOp::Snooze => {
-            let s = item
-                .seconds
-                .ok_or_else(|| ApiError::invalid(at("seconds"), "a snooze needs seconds"))?;
-            Report::Snooze {
-                delay: seconds(s, &at("seconds"))?,
-            }
-        }
+        AckOp::Fail => fail_report(
+            item.kind.unwrap_or(FailKind::Retryable),
+            item.message,
+            item.retry_after_seconds,
+            &at(""),
+        )?,
+        AckOp::Snooze => Report::Snooze {
+            delay: seconds(item.seconds.unwrap_or(0.0), &at("seconds"))?,
+        },
         AckOp::Release => Report::Release,
     };
     Ok(RemoteReport {
