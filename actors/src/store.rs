@@ -173,7 +173,8 @@ pub struct NodeRecord {
 }
 
 /// A store failure. Invalid requests are typed; database trouble is `Unavailable`
-/// (worth retrying) or `Backend` (a bug or a schema problem).
+/// (worth retrying), `Full` (the disk or the database is out of space: worth retrying
+/// once space returns) or `Backend` (a bug or a schema problem).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("job {0} not found")]
@@ -191,6 +192,9 @@ pub enum StoreError {
     },
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// Out of space (SQLITE_FULL, PostgreSQL 53100, MariaDB 1114/1021): nothing was written.
+    #[error("storage full: {0}")]
+    Full(String),
     #[error("store error: {0}")]
     Backend(String),
 }
@@ -198,7 +202,7 @@ pub enum StoreError {
 impl StoreError {
     /// Whether a caller may retry the same call later.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(self, StoreError::Unavailable(_) | StoreError::Full(_))
     }
 }
 
@@ -212,6 +216,13 @@ pub trait Store: Send + Sync + 'static {
     /// scheduled time, an indexed lookup.
     async fn ping(&self) -> Result<(), StoreError> {
         self.next_run_at().await.map(|_| ())
+    }
+
+    /// Answers when the database takes a write (how kyu learns that space returned
+    /// after a `Full`). The default only pings; a store that can fill up on its own
+    /// disk (SQLite) writes a row.
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        self.ping().await
     }
 
     /// Commits one job (see [`Store::enqueue_many`]).

@@ -92,6 +92,12 @@ impl Store for FailpointStore {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        self.inner.probe_write().await
+    }
     async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
         self.inner.enqueue_many(jobs).await
     }

@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use super::db_clock::DbClock;
 use super::error::SqlxResultExt;
+use super::hygiene::release_clean;
 use super::listing::{page_from_rows, push_list_filters};
 use super::row::{
     JobRow, LiveRow, aged_cutoff, counts_from_rows, into_jobs_in_claim_order, job_columns,
@@ -60,6 +61,7 @@ impl MySqlStore {
         let pool = MySqlPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
+            .after_release(release_clean::<MySql>)
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")

@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 use super::db_clock::DbClock;
 use super::error::SqlxResultExt;
+use super::hygiene::release_clean;
 use super::listing::{page_from_rows, push_list_filters};
 use super::row::{
     JobRow, LiveRow, NodeRow, aged_cutoff, counts_from_rows, into_jobs_in_claim_order, job_columns,
@@ -46,6 +47,13 @@ const INSERT_CHUNK: usize = 2000;
 /// locks, and so block the rescue of its own jobs, for as long as it stalls; the server
 /// ends such a session after this long, so the rescue proceeds.
 const IDLE_IN_TRANSACTION: &str = "SET idle_in_transaction_session_timeout = '5s'";
+
+/// How long a client-facing write (enqueue, cancel, retry, pause: the `durable` pool)
+/// waits for a connection. While the server is unreachable each acquire retries the
+/// connect until this passes; the API answers 503 after it, well before a client's
+/// timeout, and the store circuit answers at once from then on. The engine's pool waits
+/// 10 s: a busy moment there costs latency, not an error.
+pub const CLIENT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A PostgreSQL-backed [`Store`].
 #[derive(Clone, Debug)]
@@ -67,7 +75,8 @@ impl PgStore {
     ) -> Result<Self, StoreError> {
         let durable = PgPoolOptions::new()
             .max_connections(max_connections.div_ceil(2).max(1))
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(CLIENT_ACQUIRE_TIMEOUT)
+            .after_release(release_clean::<Postgres>)
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute(IDLE_IN_TRANSACTION).await?;
@@ -80,6 +89,7 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
+            .after_release(release_clean::<Postgres>)
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute(IDLE_IN_TRANSACTION).await?;
