@@ -53,7 +53,7 @@ const IDLE_IN_TRANSACTION: &str = "SET idle_in_transaction_session_timeout = '5s
 /// connect until this passes; the API answers 503 after it, well before a client's
 /// timeout, and the store circuit answers at once from then on. The engine's pool waits
 /// 10 s: a busy moment there costs latency, not an error.
-pub const CLIENT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+pub const CLIENT_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A PostgreSQL-backed [`Store`].
 #[derive(Clone, Debug)]
@@ -129,10 +129,12 @@ impl PgStore {
         match &self.clock {
             Some(c) => Ok(to_millis(c.now())),
             None => {
+                // Through the client pool: enqueues read this clock, and must not wait
+                // longer for it than for their own connection.
                 self.db_clock
                     .now(|| async {
                         sqlx::query_scalar(SQL_NOW)
-                            .fetch_one(&self.pool)
+                            .fetch_one(&self.durable)
                             .await
                             .store_err()
                     })
