@@ -434,7 +434,17 @@ fn new_job(req: CreateJob, st: &AppState, caller: &Caller) -> Result<NewJob, Api
             }
             job = job.delay(Duration::from_secs_f64(d));
         }
-        (None, Some(t)) => job = job.run_at(t),
+        (None, Some(t)) => {
+            // The same bound as delay_seconds: a year from now at most.
+            let latest = chrono::Utc::now() + chrono::Duration::seconds(MAX_DELAY_SECONDS as i64);
+            if t > latest {
+                return Err(ApiError::invalid(
+                    "run_at",
+                    format!("must be at most {MAX_DELAY_SECONDS} seconds (a year) from now"),
+                ));
+            }
+            job = job.run_at(t);
+        }
         (None, None) => {
             if let Some(d) = defaults.delay {
                 job = job.delay(d);
