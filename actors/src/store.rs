@@ -292,6 +292,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn counts(&self) -> Result<Vec<QueueCount>, StoreError>;
 
+    /// [`Store::counts`] of the jobs `owner` created only (what a `user` may see).
+    async fn owner_counts(&self, owner: &str) -> Result<Vec<QueueCount>, StoreError>;
+
     /// Live jobs per queue and status ([`LiveCount`]); groups with no jobs are left
     /// out. Reads only live jobs, through an index, so it stays cheap however many
     /// finished jobs the table holds: the metrics sampler calls it every few seconds.

@@ -245,6 +245,9 @@ impl Store for CircuitStore {
     async fn counts(&self) -> Result<Vec<QueueCount>, StoreError> {
         read!(self, self.inner.counts())
     }
+    async fn owner_counts(&self, owner: &str) -> Result<Vec<QueueCount>, StoreError> {
+        read!(self, self.inner.owner_counts(owner))
+    }
     async fn live_counts(&self) -> Result<Vec<LiveCount>, StoreError> {
         read!(self, self.inner.live_counts())
     }

@@ -149,6 +149,9 @@ impl Store for FailpointStore {
     async fn counts(&self) -> Result<Vec<QueueCount>, StoreError> {
         self.inner.counts().await
     }
+    async fn owner_counts(&self, owner: &str) -> Result<Vec<QueueCount>, StoreError> {
+        self.inner.owner_counts(owner).await
+    }
     async fn live_counts(&self) -> Result<Vec<kyu_actors::LiveCount>, StoreError> {
         self.inner.live_counts().await
     }

@@ -132,6 +132,9 @@ impl Store for MeteredStore {
     async fn counts(&self) -> Result<Vec<QueueCount>, StoreError> {
         seen(self.inner.counts().await)
     }
+    async fn owner_counts(&self, owner: &str) -> Result<Vec<QueueCount>, StoreError> {
+        seen(self.inner.owner_counts(owner).await)
+    }
     async fn live_counts(&self) -> Result<Vec<LiveCount>, StoreError> {
         seen(self.inner.live_counts().await)
     }

@@ -539,6 +539,19 @@ impl Store for PgStore {
         counts_from_rows(rows)
     }
 
+    /// Through the `(owner, id)` index: one user's jobs only.
+    async fn owner_counts(&self, owner: &str) -> Result<Vec<QueueCount>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT queue, status, COUNT(*) FROM jobs WHERE owner = $1 \
+             GROUP BY queue, status ORDER BY queue, status",
+        )
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await
+        .store_err()?;
+        counts_from_rows(rows)
+    }
+
     /// Through jobs_live, a partial index of live jobs only (an index-only scan).
     async fn live_counts(&self) -> Result<Vec<kyu_actors::LiveCount>, StoreError> {
         let rows: Vec<LiveRow> = sqlx::query_as(LIVE_COUNTS_SQL)
