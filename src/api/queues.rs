@@ -68,6 +68,7 @@ pub async fn list(State(st): State<AppState>, caller: Caller) -> Result<Json<Que
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 503, description = "Database unreachable", body = ErrorBody),
+        (status = 507, description = "Storage full: nothing was written", body = ErrorBody),
     ))]
 pub async fn pause(
     State(st): State<AppState>,
@@ -87,6 +88,7 @@ pub async fn pause(
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 503, description = "Database unreachable", body = ErrorBody),
+        (status = 507, description = "Storage full: nothing was written", body = ErrorBody),
     ))]
 pub async fn resume(
     State(st): State<AppState>,
