@@ -169,10 +169,16 @@ async fn a_full_disk_is_507_and_kyu_resumes_by_itself_once_space_returns() {
     println!("disk full: enqueue succeeded again {recovered:?} after space returned");
     let ready = s.get("/readyz", None).await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
-    assert_eq!(
-        gauge(&metrics_text(&s).await, "kyu_storage_full"),
-        Some(0.0)
+    let metrics = metrics_text(&s).await;
+    assert_eq!(gauge(&metrics, "kyu_storage_full"), Some(0.0));
+    println!(
+        "disk full: {:?} pooled connections closed dirty",
+        gauge(&metrics, "kyu_store_connections_discarded_total")
     );
+    // No connection came back from the pool still inside a failed transaction (before
+    // the fix: 17 s of "attempted to call begin_with at non-zero transaction depth").
+    let log = s.log_text();
+    assert!(!log.contains("non-zero transaction depth"), "{log}");
 
     // The engine resumed too: every accepted job completes (acks and claims work).
     for id in &accepted {
