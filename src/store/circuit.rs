@@ -3,7 +3,9 @@
 //! Without it every request during a database outage waited for the pool's acquire
 //! timeout before answering 503, and clients timed out first; during a full disk every
 //! write went to SQLite again to fail again. The first call that fails with
-//! `Unavailable` or `Full` opens the circuit:
+//! `Unavailable` or `Full` opens the circuit (not a pool wait that timed out with
+//! every connection busy: that is load; a PostgreSQL client write that could not open
+//! a connection at all does open it):
 //!
 //! - **unreachable**: every call fails at once with `Unavailable` (503
 //!   `store_unavailable`), without touching the pool;
@@ -27,6 +29,8 @@ use kyu_actors::store::{
     QueueState,
 };
 use kyu_actors::telemetry::{STORAGE_FULL, STORE_UP};
+
+use super::error::POOL_BUSY;
 use kyu_actors::{Job, LiveCount, NewJob, NodeInfo, NodeRecord, Store, StoreError};
 use uuid::Uuid;
 
@@ -96,6 +100,7 @@ impl CircuitStore {
     /// Opens the circuit on a store failure, and starts the prober if none runs.
     fn seen<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
         let trip = match &r {
+            Err(StoreError::Unavailable(m)) if m.starts_with(POOL_BUSY) => None,
             Err(StoreError::Unavailable(m)) => Some((Trip::Unreachable, m)),
             Err(StoreError::Full(m)) => Some((Trip::Full, m)),
             _ => None,

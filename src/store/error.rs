@@ -4,13 +4,18 @@
 
 use kyu_actors::StoreError;
 
+/// How an `Unavailable` from a pool wait begins: every connection was busy for the
+/// whole acquire timeout. That is load as often as an outage, so the store circuit
+/// does not open on it (see [`super::circuit`]).
+pub const POOL_BUSY: &str = "pool busy: ";
+
 pub fn from_sqlx(e: sqlx::Error) -> StoreError {
     if is_full(&e) {
         return StoreError::Full(e.to_string());
     }
     match e {
+        sqlx::Error::PoolTimedOut => StoreError::Unavailable(format!("{POOL_BUSY}{e}")),
         sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Tls(_)

@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -22,8 +22,9 @@ use kyu_actors::store::{
     QueueCount, QueueState,
 };
 use kyu_actors::{Job, JobStatus, NewJob, NodeInfo, NodeRecord, SharedClock, Store, StoreError};
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{Executor, PgPool, Postgres, QueryBuilder};
+use sqlx::{Executor, PgPool, Postgres, QueryBuilder, Transaction};
 use uuid::Uuid;
 
 use super::db_clock::DbClock;
@@ -49,11 +50,15 @@ const INSERT_CHUNK: usize = 2000;
 const IDLE_IN_TRANSACTION: &str = "SET idle_in_transaction_session_timeout = '5s'";
 
 /// How long a client-facing write (enqueue, cancel, retry, pause: the `durable` pool)
-/// waits for a connection. While the server is unreachable each acquire retries the
-/// connect until this passes; the API answers 503 after it, well before a client's
-/// timeout, and the store circuit answers at once from then on. The engine's pool waits
-/// 10 s: a busy moment there costs latency, not an error.
+/// waits for a connection while the pool cannot open one. While the server is
+/// unreachable each acquire retries the connect until this passes; the API answers 503
+/// after it, well before a client's timeout, and the store circuit answers at once from
+/// then on. The engine's pool waits 10 s: a busy moment there costs latency, not an error.
 pub const CLIENT_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long a client-facing write waits while every connection of its pool is busy:
+/// that is load, not an outage, and is waited out as before.
+const CLIENT_BUSY_WAIT: Duration = Duration::from_secs(10);
 
 /// A PostgreSQL-backed [`Store`].
 #[derive(Clone, Debug)]
@@ -123,6 +128,46 @@ impl PgStore {
         &self.pool
     }
 
+    /// Whether every connection of the client pool exists and is in use (so a timed-out
+    /// acquire was load, not an unreachable server).
+    fn client_pool_busy(&self) -> bool {
+        self.durable.size() >= self.durable.options().get_max_connections()
+            && self.durable.num_idle() == 0
+    }
+
+    /// A connection of the client pool: gives up after [`CLIENT_ACQUIRE_TIMEOUT`] when
+    /// the pool could not open one, waits up to [`CLIENT_BUSY_WAIT`] when all are busy.
+    async fn client_conn(&self) -> Result<PoolConnection<Postgres>, StoreError> {
+        let started = Instant::now();
+        loop {
+            match self.durable.acquire().await {
+                Err(sqlx::Error::PoolTimedOut) if !self.client_pool_busy() => {
+                    return Err(StoreError::Unavailable(
+                        "no connection could be opened to the database".into(),
+                    ));
+                }
+                Err(sqlx::Error::PoolTimedOut) if started.elapsed() < CLIENT_BUSY_WAIT => {}
+                r => return r.store_err(),
+            }
+        }
+    }
+
+    /// A transaction of the client pool, acquired like [`PgStore::client_conn`].
+    async fn begin_client(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let started = Instant::now();
+        loop {
+            match self.durable.begin().await {
+                Err(sqlx::Error::PoolTimedOut) if !self.client_pool_busy() => {
+                    return Err(StoreError::Unavailable(
+                        "no connection could be opened to the database".into(),
+                    ));
+                }
+                Err(sqlx::Error::PoolTimedOut) if started.elapsed() < CLIENT_BUSY_WAIT => {}
+                r => return r.store_err(),
+            }
+        }
+    }
+
     /// Epoch ms from the database (or the test clock).
     /// Epoch ms by the database's clock (or the test clock).
     async fn now(&self) -> Result<i64, StoreError> {
@@ -134,7 +179,7 @@ impl PgStore {
                 self.db_clock
                     .now(|| async {
                         sqlx::query_scalar(SQL_NOW)
-                            .fetch_one(&self.durable)
+                            .fetch_one(&mut *self.client_conn().await?)
                             .await
                             .store_err()
                     })
@@ -188,14 +233,14 @@ impl Store for PgStore {
             && r.unique_key.is_none()
         {
             // One row needs no transaction: the INSERT commits by itself.
-            insert_plain(&self.durable, &[(0, r)]).await?;
+            insert_plain(&mut *self.client_conn().await?, &[(0, r)]).await?;
             return Ok(vec![Enqueued {
                 id: jobs[0].id,
                 duplicate: false,
             }]);
         }
         let mut out: Vec<Option<Enqueued>> = vec![None; rows.len()];
-        let mut tx = self.durable.begin().await.store_err()?;
+        let mut tx = self.begin_client().await?;
 
         let plain: Vec<(usize, &InsertRow)> = rows
             .iter()
@@ -401,7 +446,7 @@ impl Store for PgStore {
 
     async fn request_cancel(&self, id: Uuid) -> Result<CancelOutcome, StoreError> {
         let now = self.now().await?;
-        let mut tx = self.durable.begin().await.store_err()?;
+        let mut tx = self.begin_client().await?;
         let canceled = match Self::status_for_update(&mut tx, id).await? {
             JobStatus::Queued | JobStatus::Scheduled => {
                 sqlx::query(
@@ -445,7 +490,7 @@ impl Store for PgStore {
 
     async fn retry(&self, id: Uuid) -> Result<Job, StoreError> {
         let now = self.now().await?;
-        let mut tx = self.durable.begin().await.store_err()?;
+        let mut tx = self.begin_client().await?;
         let status = Self::status_for_update(&mut tx, id).await?;
         if !status.is_retryable_by_user() {
             return Err(StoreError::InvalidTransition {
@@ -570,7 +615,7 @@ impl Store for PgStore {
         .bind(queue)
         .bind(paused)
         .bind(now)
-        .execute(&self.durable)
+        .execute(&mut *self.client_conn().await?)
         .await
         .store_err()?;
         Ok(())
@@ -652,7 +697,7 @@ impl Store for PgStore {
     async fn deregister(&self, id: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM nodes WHERE id = $1")
             .bind(id)
-            .execute(&self.durable)
+            .execute(&mut *self.client_conn().await?)
             .await
             .store_err()?;
         Ok(())
@@ -687,7 +732,7 @@ impl Store for PgStore {
         .bind(node)
         .bind(now.saturating_add(duration_ms(ttl)))
         .bind(now)
-        .fetch_optional(&self.durable)
+        .fetch_optional(&mut *self.client_conn().await?)
         .await
         .store_err()?;
         Ok(holder.as_deref() == Some(node))
@@ -697,7 +742,7 @@ impl Store for PgStore {
         let done = sqlx::query("DELETE FROM leaders WHERE name = $1 AND node = $2")
             .bind(name)
             .bind(node)
-            .execute(&self.durable)
+            .execute(&mut *self.client_conn().await?)
             .await
             .store_err()?;
         Ok(done.rows_affected() == 1)
@@ -775,7 +820,7 @@ impl Store for PgStore {
         let now = self.now().await?;
         let id = job.id;
         let row = InsertRow::new(&job, now)?;
-        let mut tx = self.durable.begin().await.store_err()?;
+        let mut tx = self.begin_client().await?;
         // Moves the record forward or returns nothing; a concurrent writer of the same
         // tick waits on the row lock, then finds the record already there.
         let advanced: Option<String> = sqlx::query_scalar(
