@@ -57,6 +57,8 @@ struct Open {
 struct State {
     open: Option<Open>,
     probing: bool,
+    /// An `Unavailable` was seen and a ping is checking it before the circuit opens.
+    confirming: bool,
 }
 
 /// The store behind a circuit breaker; see the module docs.
@@ -112,6 +114,34 @@ impl CircuitStore {
     }
 
     fn open(&self, trip: Trip, reason: &str) {
+        let mut st = Self::lock(&self.state);
+        // One failed call while closed may be load or a dropped connection, not an
+        // outage: a ping confirms it first (a full disk needs no confirmation).
+        if trip == Trip::Unreachable && st.open.is_none() {
+            if !st.confirming {
+                st.confirming = true;
+                let (inner, state, reason) =
+                    (self.inner.clone(), self.state.clone(), reason.to_owned());
+                tokio::spawn(async move {
+                    let answered = matches!(
+                        tokio::time::timeout(PROBE_TIMEOUT, inner.ping()).await,
+                        Ok(Ok(())) | Ok(Err(StoreError::Backend(_)))
+                    );
+                    let me = CircuitStore { inner, state };
+                    Self::lock(&me.state).confirming = false;
+                    if !answered {
+                        me.trip(trip, &reason);
+                    }
+                });
+            }
+            return;
+        }
+        drop(st);
+        self.trip(trip, reason);
+    }
+
+    /// Opens the circuit (or changes why), starting the prober if none runs.
+    fn trip(&self, trip: Trip, reason: &str) {
         let mut st = Self::lock(&self.state);
         match &mut st.open {
             // Unreachable outranks full: nothing goes through until a ping answers.
