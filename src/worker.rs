@@ -52,13 +52,16 @@ pub fn engine_config(s: &Settings) -> EngineConfig {
     }
 }
 
-/// Opens (and migrates) the store `s` names, counted for metrics.
+/// Opens (and migrates) the store `s` names, counted for metrics, behind the circuit
+/// breaker that answers at once while it is down or full.
 pub async fn open_store(s: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     let mut store = store::open(&s.database_url, StoreOptions::default()).await?;
     if let Some(fp) = s.failpoints {
         store = fp.wrap(store);
     }
-    Ok(store::metered::MeteredStore::wrap(store))
+    Ok(store::circuit::CircuitStore::wrap(
+        store::metered::MeteredStore::wrap(store),
+    ))
 }
 
 /// The job types this process runs: the built-ins, the seed's jobs (`src/handlers`) and

@@ -191,6 +191,101 @@ async fn the_ownership_matrix() {
 }
 
 #[tokio::test]
+async fn tokens_are_read_strictly_and_users_count_only_their_own_jobs() {
+    let World {
+        s,
+        admin,
+        alice,
+        bob,
+    } = world().await;
+    let send = |values: Vec<String>| {
+        let mut req = s.http.get(s.url("/api/v1/queues"));
+        for v in values {
+            req = req.header(reqwest::header::AUTHORIZATION, v);
+        }
+        async move { req.send().await.expect("request").status() }
+    };
+    let ok = format!("Bearer {}", alice.secret);
+    assert_eq!(send(vec![ok.clone()]).await, StatusCode::OK);
+    // Two Authorization headers are refused, even when the first is valid.
+    assert_eq!(
+        send(vec![ok.clone(), ok.clone()]).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(vec![ok.clone(), "Bearer kyu_other".into()]).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // Whitespace is never trimmed or skipped inside the value. (Whitespace at the very
+    // end of a header line is not part of the value in HTTP/1.1 and never reaches
+    // kyu; `auth::tests` covers a value that carries it.)
+    for bad in [
+        format!("Bearer  {}", alice.secret),
+        format!("Bearer\t{}", alice.secret),
+        format!("Bearer {} x", alice.secret),
+        format!("Bearer {}\tx", alice.secret),
+    ] {
+        assert_eq!(
+            send(vec![bad.clone()]).await,
+            StatusCode::UNAUTHORIZED,
+            "{bad:?}"
+        );
+    }
+
+    // Users count their own jobs only, and see only the queues holding them.
+    for (t, queue, n) in [(&alice, "queue-of-alice", 2), (&bob, "queue-of-bob", 3)] {
+        for _ in 0..n {
+            s.create(
+                Some(t),
+                json!({"type": "echo", "queue": queue, "delay_seconds": 600}),
+            )
+            .await;
+        }
+    }
+    let mine = s.get("/api/v1/queues", Some(&alice)).await;
+    assert_eq!(mine.status, StatusCode::OK, "{}", mine.body);
+    let names: Vec<&str> = mine.body["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .filter_map(|q| q["name"].as_str())
+        .collect();
+    assert_eq!(names, ["queue-of-alice"], "{}", mine.body);
+    assert_eq!(
+        mine.body["queues"][0]["counts"]["scheduled"], 2,
+        "{}",
+        mine.body
+    );
+    let all = s.get("/api/v1/queues", Some(&admin)).await;
+    let qb = all.body["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .find(|q| q["name"] == "queue-of-bob")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(qb["counts"]["scheduled"], 3, "{}", all.body);
+    // The web page agrees: Bob's overview shows his queue, not Alice's.
+    let page = s
+        .http
+        .get(s.url("/"))
+        .header(
+            reqwest::header::COOKIE,
+            format!("kyu_token={}", hex::encode(&bob.secret)),
+        )
+        .send()
+        .await
+        .expect("overview");
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap_or_default();
+    assert!(html.contains("queue-of-bob"), "{html}");
+    assert!(
+        !html.contains("queue-of-alice"),
+        "bob's overview shows alice's queue"
+    );
+}
+
+#[tokio::test]
 async fn queue_control_is_for_admins_and_unique_keys_do_not_leak() {
     let World {
         s,

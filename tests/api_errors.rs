@@ -118,6 +118,15 @@ async fn out_of_range_values_are_refused() {
             json!({"type": "echo", "delay_seconds": 5, "run_at": "2030-01-01T00:00:00Z"}),
             "run_at",
         ),
+        // run_at has delay_seconds' bound: a year from now.
+        (
+            json!({"type": "echo", "run_at": "9999-12-31T23:59:59Z"}),
+            "run_at",
+        ),
+        (
+            json!({"type": "echo", "delay_seconds": 365.0 * 24.0 * 3600.0 + 1.0}),
+            "delay_seconds",
+        ),
     ];
     for (body, field) in cases {
         let a = s.post("/api/v1/jobs", None, body.clone()).await;

@@ -179,7 +179,8 @@ pub struct NodeRecord {
 }
 
 /// A store failure. Invalid requests are typed; database trouble is `Unavailable`
-/// (worth retrying) or `Backend` (a bug or a schema problem).
+/// (worth retrying), `Full` (the disk or the database is out of space: worth retrying
+/// once space returns) or `Backend` (a bug or a schema problem).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("job {0} not found")]
@@ -197,6 +198,9 @@ pub enum StoreError {
     },
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// Out of space (SQLITE_FULL, PostgreSQL 53100, MariaDB 1114/1021): nothing was written.
+    #[error("storage full: {0}")]
+    Full(String),
     #[error("store error: {0}")]
     Backend(String),
 }
@@ -204,7 +208,7 @@ pub enum StoreError {
 impl StoreError {
     /// Whether a caller may retry the same call later.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(self, StoreError::Unavailable(_) | StoreError::Full(_))
     }
 }
 
@@ -218,6 +222,13 @@ pub trait Store: Send + Sync + 'static {
     /// scheduled time, an indexed lookup.
     async fn ping(&self) -> Result<(), StoreError> {
         self.next_run_at().await.map(|_| ())
+    }
+
+    /// Answers when the database takes a write (how kyu learns that space returned
+    /// after a `Full`). The default only pings; a store that can fill up on its own
+    /// disk (SQLite) writes a row.
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        self.ping().await
     }
 
     /// Commits one job (see [`Store::enqueue_many`]).
@@ -288,6 +299,9 @@ pub trait Store: Send + Sync + 'static {
     async fn next_run_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 
     async fn counts(&self) -> Result<Vec<QueueCount>, StoreError>;
+
+    /// [`Store::counts`] of the jobs `owner` created only (what a `user` may see).
+    async fn owner_counts(&self, owner: &str) -> Result<Vec<QueueCount>, StoreError>;
 
     /// Live jobs per queue and status ([`LiveCount`]); groups with no jobs are left
     /// out. Reads only live jobs, through an index, so it stays cheap however many

@@ -32,6 +32,9 @@ pub const HTTP_REQUESTS: &str = "kyu_http_requests_total";
 pub const HTTP_DURATION: &str = "kyu_http_request_duration_seconds";
 pub const STORE_ERRORS: &str = "kyu_store_errors_total";
 pub const REDIS_UP: &str = "kyu_redis_up";
+pub const STORE_UP: &str = "kyu_store_up";
+pub const STORAGE_FULL: &str = "kyu_storage_full";
+pub const STORE_CONNECTIONS_DISCARDED: &str = "kyu_store_connections_discarded_total";
 pub const LEADER: &str = "kyu_leader";
 pub const CRON_ENQUEUED: &str = "kyu_cron_enqueued_total";
 pub const PROVIDER_REQUESTS: &str = "kyu_provider_requests_total";
@@ -172,6 +175,19 @@ pub fn describe() {
         "How long a remote worker's call (heartbeat, complete, fail, snooze, release, acks) took, by op."
     );
     describe_counter!(REMOTE_JOBS, "Jobs handed to remote workers, by type.");
+    describe_gauge!(
+        STORE_UP,
+        "1 while the store answers; 0 while its circuit is open (unreachable or full)."
+    );
+    describe_gauge!(
+        STORAGE_FULL,
+        "1 while the store is out of space (writes answer 507 storage_full), else 0."
+    );
+    describe_counter!(
+        STORE_CONNECTIONS_DISCARDED,
+        "Pooled database connections closed instead of reused because an error left them inside a transaction."
+    );
+    counter!(STORE_CONNECTIONS_DISCARDED).increment(0);
     // Counters that move only on incidents start at 0 for every known label, so their
     // panels and rate() show 0 rather than "no data" on a healthy node.
     use crate::actor::supervisor::Child;

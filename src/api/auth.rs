@@ -3,6 +3,7 @@
 //! A `user` sees only the jobs it owns; an `admin` sees all.
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
@@ -196,19 +197,38 @@ pub fn caller_for(tokens: &[TokenEntry], token: Option<&str>) -> Result<Caller, 
     })
 }
 
+/// The bearer token of a request, read strictly: exactly one `Authorization` header,
+/// the scheme `Bearer`, one space, then a token of RFC 6750 `b64token` characters and
+/// nothing else. A second header, extra or trailing whitespace, or any other byte is
+/// a 401 rather than a guess at what was meant: kyu compares tokens by their hash, and
+/// a header that parsed two ways could reach a different entry than a proxy in front
+/// of kyu checked. (HTTP/1.1 parsing already drops whitespace at the very end of a
+/// header line, RFC 9110 §5.5, before kyu sees it.) `None` when there is no header.
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::Unauthorized);
+    }
+    let value = value.to_str().map_err(|_| ApiError::Unauthorized)?;
+    let (scheme, token) = value.split_once(' ').ok_or(ApiError::Unauthorized)?;
+    let b64token = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b);
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || !token.bytes().all(b64token) {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(Some(token))
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, rest) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-            });
-        caller_for(&state.tokens, token)
+        if state.tokens.is_empty() {
+            return Ok(Caller::Open);
+        }
+        caller_for(&state.tokens, bearer_token(&parts.headers)?)
     }
 }
 
@@ -236,5 +256,46 @@ mod tests {
         assert!(parse_tokens("x:root:00").is_err());
         assert!(parse_tokens("x:user").is_err());
         assert!(parse_tokens(&format!("{line},{line}")).is_err());
+    }
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(
+                AUTHORIZATION,
+                axum::http::HeaderValue::from_str(v).expect("header value"),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_strictly() {
+        assert_eq!(bearer_token(&headers(&[])).ok(), Some(None));
+        assert_eq!(
+            bearer_token(&headers(&["Bearer kyu_abc"])).ok(),
+            Some(Some("kyu_abc"))
+        );
+        assert_eq!(
+            bearer_token(&headers(&["bearer kyu_abc"])).ok(),
+            Some(Some("kyu_abc"))
+        );
+        for bad in [
+            &["Bearer kyu_abc", "Bearer kyu_abc"][..],
+            &["Bearer kyu_abc", "Bearer other"],
+            &["Bearer kyu_abc "],
+            &["Bearer kyu_abc\t"],
+            &["Bearer  kyu_abc"],
+            &["Bearer\tkyu_abc"],
+            &["Bearer kyu abc"],
+            &["Bearer "],
+            &["Bearer"],
+            &["Basic a3l1OmFiYw=="],
+        ] {
+            assert!(
+                matches!(bearer_token(&headers(bad)), Err(ApiError::Unauthorized)),
+                "{bad:?} was accepted"
+            );
+        }
     }
 }

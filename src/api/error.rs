@@ -55,6 +55,9 @@ pub enum ApiError {
     LeaseLost,
     #[error("the database is unreachable; try again later")]
     StoreUnavailable(String),
+    /// The database's disk is full: nothing was written (507 `storage_full`).
+    #[error("the database is out of space; nothing was written; try again later")]
+    StorageFull(String),
     #[error("not ready: {0}")]
     NotReady(String),
     #[error("internal error")]
@@ -74,7 +77,7 @@ pub struct ErrorDetail {
     /// `invalid_query`, `invalid_cursor`, `too_many_jobs`, `body_too_large`,
     /// `payload_too_large`, `unsupported_media_type`, `unauthorized`, `forbidden`,
     /// `not_found`, `method_not_allowed`, `invalid_state`, `unique_key_taken`, `lease_lost`,
-    /// `store_unavailable`, `not_ready`, `internal`.
+    /// `store_unavailable`, `storage_full` (507), `not_ready`, `internal`.
     pub code: String,
     pub message: String,
     /// The request field at fault, when there is one (`priority`, `jobs[3].type`, …).
@@ -140,6 +143,7 @@ impl ApiError {
             ApiError::StoreUnavailable(_) | ApiError::NotReady(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ApiError::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -159,6 +163,7 @@ impl ApiError {
             ApiError::UniqueKeyTaken => "unique_key_taken",
             ApiError::LeaseLost => "lease_lost",
             ApiError::StoreUnavailable(_) => "store_unavailable",
+            ApiError::StorageFull(_) => "storage_full",
             ApiError::NotReady(_) => "not_ready",
             ApiError::Internal(_) => "internal",
         }
@@ -192,6 +197,7 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidTransition { .. } => ApiError::Conflict(e.to_string()),
             StoreError::Invalid { field, message } => ApiError::invalid(field, message),
             StoreError::Unavailable(m) => ApiError::StoreUnavailable(m),
+            StoreError::Full(m) => ApiError::StorageFull(m),
             StoreError::Backend(m) => ApiError::Internal(m),
         }
     }
@@ -206,13 +212,22 @@ impl IntoResponse for ApiError {
             ApiError::StoreUnavailable(detail) => {
                 tracing::warn!(%detail, "request failed: store unavailable")
             }
+            ApiError::StorageFull(detail) => {
+                tracing::warn!(%detail, "request failed: storage full")
+            }
             _ => {}
         }
         let mut res = (status, Json(self.body())).into_response();
-        if matches!(self, ApiError::StoreUnavailable(_) | ApiError::NotReady(_)) {
+        let retry_after = match self {
+            ApiError::StoreUnavailable(_) | ApiError::NotReady(_) => Some("1"),
+            // Space comes back when someone frees it: seconds at best.
+            ApiError::StorageFull(_) => Some("5"),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             res.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
+                axum::http::HeaderValue::from_static(secs),
             );
         }
         if matches!(self, ApiError::Unauthorized) {

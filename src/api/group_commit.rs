@@ -99,6 +99,12 @@ async fn run(mut rx: mpsc::Receiver<(NewJob, Reply)>, target: Target) {
                     let _ = reply.send(Err(StoreError::Unavailable(m.clone())));
                 }
             }
+            // Out of space: one at a time would fail the same way, each after a write.
+            Err(StoreError::Full(m)) => {
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Full(m.clone())));
+                }
+            }
             // Anything else: each job on its own, so each gets its own answer.
             _ => commit_each(&target, jobs, replies).await,
         }

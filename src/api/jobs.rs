@@ -36,6 +36,7 @@ const MAX_TIMEOUT_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "The job type refused the payload (code invalid_payload; field payload.…)", body = ErrorBody),
         (status = 503, description = "Database unreachable", body = ErrorBody),
+        (status = 507, description = "Storage full: nothing was written", body = ErrorBody),
     ))]
 pub async fn create(
     State(st): State<AppState>,
@@ -76,6 +77,7 @@ pub(crate) async fn create_one(
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "A job type refused its payload (field jobs[i].payload.…)", body = ErrorBody),
         (status = 503, description = "Database unreachable", body = ErrorBody),
+        (status = 507, description = "Storage full: nothing was written", body = ErrorBody),
     ))]
 pub async fn create_batch(
     State(st): State<AppState>,
@@ -251,6 +253,7 @@ pub(crate) async fn list_page(
         (status = 404, description = "No such job, or not yours", body = ErrorBody),
         (status = 409, description = "The job already finished", body = ErrorBody),
         (status = 503, description = "Database unreachable", body = ErrorBody),
+        (status = 507, description = "Storage full: nothing was written", body = ErrorBody),
     ))]
 pub async fn cancel(
     State(st): State<AppState>,
@@ -287,6 +290,7 @@ pub(crate) async fn cancel_job(
         (status = 404, description = "No such job, or not yours", body = ErrorBody),
         (status = 409, description = "The job is not failed or canceled", body = ErrorBody),
         (status = 503, description = "Database unreachable", body = ErrorBody),
+        (status = 507, description = "Storage full: nothing was written", body = ErrorBody),
     ))]
 pub async fn retry(
     State(st): State<AppState>,
@@ -434,7 +438,17 @@ fn new_job(req: CreateJob, st: &AppState, caller: &Caller) -> Result<NewJob, Api
             }
             job = job.delay(Duration::from_secs_f64(d));
         }
-        (None, Some(t)) => job = job.run_at(t),
+        (None, Some(t)) => {
+            // The same bound as delay_seconds: a year from now at most.
+            let latest = chrono::Utc::now() + chrono::Duration::seconds(MAX_DELAY_SECONDS as i64);
+            if t > latest {
+                return Err(ApiError::invalid(
+                    "run_at",
+                    format!("must be at most {MAX_DELAY_SECONDS} seconds (a year) from now"),
+                ));
+            }
+            job = job.run_at(t);
+        }
         (None, None) => {
             if let Some(d) = defaults.delay {
                 job = job.delay(d);

@@ -76,7 +76,8 @@ pub struct CreateJob {
     /// Run no sooner than this many seconds from now (default by type: `delay_print` 180).
     #[schema(minimum = 0, maximum = 31536000)]
     pub delay_seconds: Option<f64>,
-    /// Run no sooner than this instant (RFC 3339).
+    /// Run no sooner than this instant (RFC 3339); at most a year from now, like
+    /// `delay_seconds`.
     pub run_at: Option<DateTime<Utc>>,
     /// Retries after the first attempt (default by type: `delay_print` 10; others
     /// `JOB_QUEUE_MAX_RETRIES`).

@@ -14,7 +14,9 @@ use super::model::{QueueList, QueueView, ResourceReading, StatusCounts, WorkersV
 use super::remote::model::RemoteWorkerView;
 use super::{AppState, path_param};
 
-/// Every queue with its counts by status and its pause flag.
+/// Every queue with its counts by status and its pause flag. A `user` sees only the
+/// queues holding its own jobs, counted over its own jobs (seed 002: users see only
+/// their own jobs); admins see every job.
 #[utoipa::path(get, path = "/api/v1/queues", tag = "queues",
     security(("bearer" = [])),
     responses(
@@ -22,12 +24,16 @@ use super::{AppState, path_param};
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 503, description = "Database unreachable", body = ErrorBody),
     ))]
-pub async fn list(
-    State(st): State<AppState>,
-    _caller: Caller,
-) -> Result<Json<QueueList>, ApiError> {
+pub async fn list(State(st): State<AppState>, caller: Caller) -> Result<Json<QueueList>, ApiError> {
+    let counts = match caller.scope() {
+        None => st.store.counts().await?,
+        Some(owner) => st.store.owner_counts(owner).await?,
+    };
     let mut queues: BTreeMap<String, QueueView> = BTreeMap::new();
     for q in st.store.queues().await? {
+        if caller.scope().is_some() && !counts.iter().any(|c| c.queue == q.name) {
+            continue;
+        }
         queues.insert(
             q.name.clone(),
             QueueView {
@@ -37,7 +43,7 @@ pub async fn list(
             },
         );
     }
-    for c in st.store.counts().await? {
+    for c in counts {
         queues
             .entry(c.queue.clone())
             .or_insert_with(|| QueueView {
@@ -63,6 +69,7 @@ pub async fn list(
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 503, description = "Database unreachable", body = ErrorBody),
+        (status = 507, description = "Storage full: nothing was written", body = ErrorBody),
     ))]
 pub async fn pause(
     State(st): State<AppState>,
@@ -82,6 +89,7 @@ pub async fn pause(
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 503, description = "Database unreachable", body = ErrorBody),
+        (status = 507, description = "Storage full: nothing was written", body = ErrorBody),
     ))]
 pub async fn resume(
     State(st): State<AppState>,

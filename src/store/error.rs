@@ -1,12 +1,21 @@
 //! sqlx errors as [`StoreError`]s: connection trouble is `Unavailable` (retry later),
-//! anything else is `Backend`. The text stays inside kyu; the API shows a code.
+//! no space left is `Full` (retry once space returns), anything else is `Backend`. The
+//! text stays inside kyu; the API shows a code.
 
 use kyu_actors::StoreError;
 
+/// How an `Unavailable` from a pool wait begins: every connection was busy for the
+/// whole acquire timeout. That is load as often as an outage, so the store circuit
+/// does not open on it (see [`super::circuit`]).
+pub const POOL_BUSY: &str = "pool busy: ";
+
 pub fn from_sqlx(e: sqlx::Error) -> StoreError {
+    if is_full(&e) {
+        return StoreError::Full(e.to_string());
+    }
     match e {
+        sqlx::Error::PoolTimedOut => StoreError::Unavailable(format!("{POOL_BUSY}{e}")),
         sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Tls(_)
@@ -33,6 +42,20 @@ pub fn from_sqlx(e: sqlx::Error) -> StoreError {
         }
         other => StoreError::Backend(other.to_string()),
     }
+}
+
+/// Whether `e` says the disk (or the database's space) is exhausted: SQLite
+/// SQLITE_FULL (13; the unix VFS reports ENOSPC as it) and SQLITE_IOERR_SHMSIZE (4874:
+/// the `-shm` file could not grow), PostgreSQL `53100 disk_full`, MariaDB/MySQL
+/// `1114` (table full) and `1021` (disk full).
+fn is_full(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return matches!(my.number(), 1114 | 1021);
+    }
+    matches!(db.code().as_deref(), Some("13" | "4874" | "53100"))
 }
 
 /// `?`-friendly conversion for sqlx results.

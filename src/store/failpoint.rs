@@ -92,6 +92,12 @@ impl Store for FailpointStore {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        self.inner.probe_write().await
+    }
     async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
         self.inner.enqueue_many(jobs).await
     }
@@ -142,6 +148,9 @@ impl Store for FailpointStore {
     }
     async fn counts(&self) -> Result<Vec<QueueCount>, StoreError> {
         self.inner.counts().await
+    }
+    async fn owner_counts(&self, owner: &str) -> Result<Vec<QueueCount>, StoreError> {
+        self.inner.owner_counts(owner).await
     }
     async fn live_counts(&self) -> Result<Vec<kyu_actors::LiveCount>, StoreError> {
         self.inner.live_counts().await

@@ -35,6 +35,7 @@ impl MeteredStore {
 pub fn error_kind(e: &StoreError) -> Option<&'static str> {
     match e {
         StoreError::Unavailable(_) => Some("unavailable"),
+        StoreError::Full(_) => Some("full"),
         StoreError::Backend(_) => Some("backend"),
         StoreError::NotFound(_)
         | StoreError::InvalidTransition { .. }
@@ -58,6 +59,9 @@ impl Store for MeteredStore {
     }
     async fn ping(&self) -> Result<(), StoreError> {
         seen(self.inner.ping().await)
+    }
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        seen(self.inner.probe_write().await)
     }
     async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
         let labels: Vec<(String, String)> = jobs
@@ -132,6 +136,9 @@ impl Store for MeteredStore {
     }
     async fn counts(&self) -> Result<Vec<QueueCount>, StoreError> {
         seen(self.inner.counts().await)
+    }
+    async fn owner_counts(&self, owner: &str) -> Result<Vec<QueueCount>, StoreError> {
+        seen(self.inner.owner_counts(owner).await)
     }
     async fn live_counts(&self) -> Result<Vec<LiveCount>, StoreError> {
         seen(self.inner.live_counts().await)

@@ -2,9 +2,11 @@
 //! MySQL/MariaDB. Each implements [`kyu_actors::Store`] with its own SQL; the shared
 //! pieces are the row type, the write values and the listing.
 
+pub mod circuit;
 mod db_clock;
 mod error;
 pub mod failpoint;
+mod hygiene;
 mod listing;
 pub mod metered;
 pub mod mysql;

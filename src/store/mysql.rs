@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use super::db_clock::DbClock;
 use super::error::SqlxResultExt;
+use super::hygiene::release_clean;
 use super::listing::{page_from_rows, push_list_filters};
 use super::row::{
     JobRow, LiveRow, aged_cutoff, counts_from_rows, into_jobs_in_claim_order, job_columns,
@@ -60,6 +61,7 @@ impl MySqlStore {
         let pool = MySqlPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
+            .after_release(release_clean::<MySql>)
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
@@ -622,6 +624,19 @@ impl Store for MySqlStore {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT queue, status, COUNT(*) FROM jobs GROUP BY queue, status ORDER BY queue, status",
         )
+        .fetch_all(&self.pool)
+        .await
+        .store_err()?;
+        counts_from_rows(rows)
+    }
+
+    /// Through the `(owner, id)` index: one user's jobs only.
+    async fn owner_counts(&self, owner: &str) -> Result<Vec<QueueCount>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT queue, status, COUNT(*) FROM jobs WHERE owner = ? \
+             GROUP BY queue, status ORDER BY queue, status",
+        )
+        .bind(owner)
         .fetch_all(&self.pool)
         .await
         .store_err()?;

@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -22,12 +22,14 @@ use kyu_actors::store::{
     QueueCount, QueueState,
 };
 use kyu_actors::{Job, JobStatus, NewJob, NodeInfo, NodeRecord, SharedClock, Store, StoreError};
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{Executor, PgPool, Postgres, QueryBuilder};
+use sqlx::{Executor, PgPool, Postgres, QueryBuilder, Transaction};
 use uuid::Uuid;
 
 use super::db_clock::DbClock;
 use super::error::SqlxResultExt;
+use super::hygiene::release_clean;
 use super::listing::{page_from_rows, push_list_filters};
 use super::row::{
     JobRow, LiveRow, NodeRow, aged_cutoff, counts_from_rows, into_jobs_in_claim_order, job_columns,
@@ -46,6 +48,17 @@ const INSERT_CHUNK: usize = 2000;
 /// locks, and so block the rescue of its own jobs, for as long as it stalls; the server
 /// ends such a session after this long, so the rescue proceeds.
 const IDLE_IN_TRANSACTION: &str = "SET idle_in_transaction_session_timeout = '5s'";
+
+/// How long a client-facing write (enqueue, cancel, retry, pause: the `durable` pool)
+/// waits for a connection while the pool cannot open one. While the server is
+/// unreachable each acquire retries the connect until this passes; the API answers 503
+/// after it, well before a client's timeout, and the store circuit answers at once from
+/// then on. The engine's pool waits 10 s: a busy moment there costs latency, not an error.
+pub const CLIENT_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long a client-facing write waits while every connection of its pool is busy:
+/// that is load, not an outage, and is waited out as before.
+const CLIENT_BUSY_WAIT: Duration = Duration::from_secs(10);
 
 /// A PostgreSQL-backed [`Store`].
 #[derive(Clone, Debug)]
@@ -67,7 +80,8 @@ impl PgStore {
     ) -> Result<Self, StoreError> {
         let durable = PgPoolOptions::new()
             .max_connections(max_connections.div_ceil(2).max(1))
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(CLIENT_ACQUIRE_TIMEOUT)
+            .after_release(release_clean::<Postgres>)
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute(IDLE_IN_TRANSACTION).await?;
@@ -80,6 +94,7 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
+            .after_release(release_clean::<Postgres>)
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute(IDLE_IN_TRANSACTION).await?;
@@ -113,16 +128,58 @@ impl PgStore {
         &self.pool
     }
 
+    /// Whether every connection of the client pool exists and is in use (so a timed-out
+    /// acquire was load, not an unreachable server).
+    fn client_pool_busy(&self) -> bool {
+        self.durable.size() >= self.durable.options().get_max_connections()
+            && self.durable.num_idle() == 0
+    }
+
+    /// A connection of the client pool: gives up after [`CLIENT_ACQUIRE_TIMEOUT`] when
+    /// the pool could not open one, waits up to [`CLIENT_BUSY_WAIT`] when all are busy.
+    async fn client_conn(&self) -> Result<PoolConnection<Postgres>, StoreError> {
+        let started = Instant::now();
+        loop {
+            match self.durable.acquire().await {
+                Err(sqlx::Error::PoolTimedOut) if !self.client_pool_busy() => {
+                    return Err(StoreError::Unavailable(
+                        "no connection could be opened to the database".into(),
+                    ));
+                }
+                Err(sqlx::Error::PoolTimedOut) if started.elapsed() < CLIENT_BUSY_WAIT => {}
+                r => return r.store_err(),
+            }
+        }
+    }
+
+    /// A transaction of the client pool, acquired like [`PgStore::client_conn`].
+    async fn begin_client(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let started = Instant::now();
+        loop {
+            match self.durable.begin().await {
+                Err(sqlx::Error::PoolTimedOut) if !self.client_pool_busy() => {
+                    return Err(StoreError::Unavailable(
+                        "no connection could be opened to the database".into(),
+                    ));
+                }
+                Err(sqlx::Error::PoolTimedOut) if started.elapsed() < CLIENT_BUSY_WAIT => {}
+                r => return r.store_err(),
+            }
+        }
+    }
+
     /// Epoch ms from the database (or the test clock).
     /// Epoch ms by the database's clock (or the test clock).
     async fn now(&self) -> Result<i64, StoreError> {
         match &self.clock {
             Some(c) => Ok(to_millis(c.now())),
             None => {
+                // Through the client pool: enqueues read this clock, and must not wait
+                // longer for it than for their own connection.
                 self.db_clock
                     .now(|| async {
                         sqlx::query_scalar(SQL_NOW)
-                            .fetch_one(&self.pool)
+                            .fetch_one(&mut *self.client_conn().await?)
                             .await
                             .store_err()
                     })
@@ -207,14 +264,14 @@ impl Store for PgStore {
             && r.unique_key.is_none()
         {
             // One row needs no transaction: the INSERT commits by itself.
-            insert_plain(&self.durable, &[(0, r)]).await?;
+            insert_plain(&mut *self.client_conn().await?, &[(0, r)]).await?;
             return Ok(vec![Enqueued {
                 id: jobs[0].id,
                 duplicate: false,
             }]);
         }
         let mut out: Vec<Option<Enqueued>> = vec![None; rows.len()];
-        let mut tx = self.durable.begin().await.store_err()?;
+        let mut tx = self.begin_client().await?;
 
         let plain: Vec<(usize, &InsertRow)> = rows
             .iter()
@@ -408,7 +465,7 @@ impl Store for PgStore {
 
     async fn request_cancel(&self, id: Uuid) -> Result<CancelOutcome, StoreError> {
         let now = self.now().await?;
-        let mut tx = self.durable.begin().await.store_err()?;
+        let mut tx = self.begin_client().await?;
         let canceled = match Self::status_for_update(&mut tx, id).await? {
             JobStatus::Queued | JobStatus::Scheduled => {
                 sqlx::query(
@@ -452,7 +509,7 @@ impl Store for PgStore {
 
     async fn retry(&self, id: Uuid) -> Result<Job, StoreError> {
         let now = self.now().await?;
-        let mut tx = self.durable.begin().await.store_err()?;
+        let mut tx = self.begin_client().await?;
         let status = Self::status_for_update(&mut tx, id).await?;
         if !status.is_retryable_by_user() {
             return Err(StoreError::InvalidTransition {
@@ -546,6 +603,19 @@ impl Store for PgStore {
         counts_from_rows(rows)
     }
 
+    /// Through the `(owner, id)` index: one user's jobs only.
+    async fn owner_counts(&self, owner: &str) -> Result<Vec<QueueCount>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT queue, status, COUNT(*) FROM jobs WHERE owner = $1 \
+             GROUP BY queue, status ORDER BY queue, status",
+        )
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await
+        .store_err()?;
+        counts_from_rows(rows)
+    }
+
     /// Through jobs_live, a partial index of live jobs only (an index-only scan).
     async fn live_counts(&self) -> Result<Vec<kyu_actors::LiveCount>, StoreError> {
         let rows: Vec<LiveRow> = sqlx::query_as(LIVE_COUNTS_SQL)
@@ -564,7 +634,7 @@ impl Store for PgStore {
         .bind(queue)
         .bind(paused)
         .bind(now)
-        .execute(&self.durable)
+        .execute(&mut *self.client_conn().await?)
         .await
         .store_err()?;
         Ok(())
@@ -646,7 +716,7 @@ impl Store for PgStore {
     async fn deregister(&self, id: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM nodes WHERE id = $1")
             .bind(id)
-            .execute(&self.durable)
+            .execute(&mut *self.client_conn().await?)
             .await
             .store_err()?;
         Ok(())
@@ -681,7 +751,7 @@ impl Store for PgStore {
         .bind(node)
         .bind(now.saturating_add(duration_ms(ttl)))
         .bind(now)
-        .fetch_optional(&self.durable)
+        .fetch_optional(&mut *self.client_conn().await?)
         .await
         .store_err()?;
         Ok(holder.as_deref() == Some(node))
@@ -691,7 +761,7 @@ impl Store for PgStore {
         let done = sqlx::query("DELETE FROM leaders WHERE name = $1 AND node = $2")
             .bind(name)
             .bind(node)
-            .execute(&self.durable)
+            .execute(&mut *self.client_conn().await?)
             .await
             .store_err()?;
         Ok(done.rows_affected() == 1)
@@ -769,7 +839,7 @@ impl Store for PgStore {
         let now = self.now().await?;
         let id = job.id;
         let row = InsertRow::new(&job, now)?;
-        let mut tx = self.durable.begin().await.store_err()?;
+        let mut tx = self.begin_client().await?;
         // Moves the record forward or returns nothing; a concurrent writer of the same
         // tick waits on the row lock, then finds the record already there.
         let advanced: Option<String> = sqlx::query_scalar(

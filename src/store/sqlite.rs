@@ -27,10 +27,11 @@ use kyu_actors::store::{
 };
 use kyu_actors::{Job, JobStatus, NewJob, NodeInfo, NodeRecord, SharedClock, Store, StoreError};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use sqlx::{Connection, QueryBuilder, Sqlite, SqlitePool};
 use uuid::Uuid;
 
 use super::error::SqlxResultExt;
+use super::hygiene::release_clean;
 use super::listing::{page_from_rows, push_list_filters};
 use super::row::{
     JobRow, LiveRow, NodeRow, aged_cutoff, claim_order, counts_from_rows, into_jobs_in_claim_order,
@@ -83,11 +84,13 @@ impl SqliteStore {
             .pragma("cache_size", "-32000");
         let durable = SqlitePoolOptions::new()
             .max_connections(2)
+            .after_release(release_clean::<Sqlite>)
             .connect_with(opts.clone().synchronous(SqliteSynchronous::Full))
             .await
             .store_err()?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .after_release(release_clean::<Sqlite>)
             .connect_with(opts.synchronous(SqliteSynchronous::Normal))
             .await
             .store_err()?;
@@ -99,12 +102,23 @@ impl SqliteStore {
         })
     }
 
-    /// Applies the embedded migrations.
+    /// Applies the embedded migrations, holding the database's writer lock throughout.
+    ///
+    /// sqlx takes no migration lock on SQLite: two processes starting on one fresh file
+    /// both saw no migration applied and both ran `0001` ("table jobs already exists").
+    /// Here the whole run is one `BEGIN IMMEDIATE` transaction (each migration a
+    /// savepoint inside it), so a second process waits for the first (up to the busy
+    /// timeout), then finds every migration applied.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        let failed = |e: sqlx::migrate::MigrateError| StoreError::Backend(e.to_string());
+        let _turn = self.write_turn().await;
+        let mut conn = self.pool.acquire().await.store_err()?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.store_err()?;
         sqlx::migrate!("migrations/sqlite")
-            .run(&self.pool)
+            .run_direct(None, &mut *tx, false)
             .await
-            .map_err(|e| StoreError::Backend(e.to_string()))
+            .map_err(failed)?;
+        tx.commit().await.store_err()
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -236,6 +250,21 @@ pub const LIVE_COUNTS_SQL: &str = "SELECT queue, status, COUNT(*), MIN(run_at) F
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    /// Rewrites the one `store_probe` row, synced: succeeds only once the disk has
+    /// room for a WAL frame again.
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
+        sqlx::query(
+            "INSERT INTO store_probe (id, at) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+        )
+        .bind(self.now())
+        .execute(&self.durable)
+        .await
+        .store_err()?;
+        Ok(())
     }
 
     async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
@@ -645,6 +674,19 @@ impl Store for SqliteStore {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT queue, status, COUNT(*) FROM jobs GROUP BY queue, status ORDER BY queue, status",
         )
+        .fetch_all(&self.pool)
+        .await
+        .store_err()?;
+        counts_from_rows(rows)
+    }
+
+    /// Through the `(owner, id)` index: one user's jobs only.
+    async fn owner_counts(&self, owner: &str) -> Result<Vec<QueueCount>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT queue, status, COUNT(*) FROM jobs WHERE owner = $1 \
+             GROUP BY queue, status ORDER BY queue, status",
+        )
+        .bind(owner)
         .fetch_all(&self.pool)
         .await
         .store_err()?;

@@ -14,7 +14,7 @@ use askama::Template;
 use axum::Extension;
 use axum::extract::{RawQuery, State};
 use axum::response::{Html, Redirect};
-use kyu_actors::JobStatus;
+use kyu_actors::{JobStatus, LiveCount, QueueState, StoreError};
 use serde::Deserialize;
 
 use crate::api::AppState;
@@ -24,6 +24,7 @@ use crate::api::queues::{set_queue_paused, workers_view};
 use super::WebState;
 use super::error::PageError;
 use super::form::WebForm;
+use super::queue_counts::Finished;
 use super::session::Viewer;
 use super::throughput::Rate;
 use super::view::{Chrome, Stamp, notice};
@@ -66,11 +67,15 @@ pub(crate) async fn page(
     RawQuery(q): RawQuery,
 ) -> Result<Html<String>, PageError> {
     let q: NoticeQuery = serde_urlencoded::from_str(q.as_deref().unwrap_or("")).unwrap_or_default();
-    let (flags, live, finished) = tokio::try_join!(
-        st.store.queues(),
-        st.store.live_counts(),
-        web.counts.finished()
-    )?;
+    let (flags, live, finished) = match viewer.caller.scope() {
+        None => tokio::try_join!(
+            st.store.queues(),
+            st.store.live_counts(),
+            web.counts.finished()
+        )?,
+        // A user's own jobs only, like `GET /api/v1/queues`.
+        Some(owner) => own_counts(&st, owner).await?,
+    };
     let (rates, workers) = tokio::join!(web.throughput.rates(), workers_view(&st));
 
     let mut queues: BTreeMap<String, QueueRow> = BTreeMap::new();
@@ -113,6 +118,30 @@ pub(crate) async fn page(
         workers,
     };
     Ok(Html(page.render()?))
+}
+
+/// The overview's numbers for a `user`: the queues holding its jobs and the counts of
+/// its jobs only, read now (one grouped count over the owner index).
+async fn own_counts(
+    st: &AppState,
+    owner: &str,
+) -> Result<(Vec<QueueState>, Vec<LiveCount>, Finished), StoreError> {
+    let (flags, counts) = tokio::try_join!(st.store.queues(), st.store.owner_counts(owner))?;
+    let flags = flags
+        .into_iter()
+        .filter(|q| counts.iter().any(|c| c.queue == q.name))
+        .collect();
+    let (finished, live): (Vec<_>, Vec<_>) = counts.into_iter().partition(|c| c.status.is_final());
+    let live = live
+        .into_iter()
+        .map(|c| LiveCount {
+            queue: c.queue,
+            status: c.status,
+            count: c.count,
+            oldest_run_at: None,
+        })
+        .collect();
+    Ok((flags, live, Finished::fresh(finished)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -22,6 +22,17 @@ pub(crate) struct Finished {
     read: Instant,
 }
 
+impl Finished {
+    /// Rows read just now (not cached).
+    pub fn fresh(rows: Vec<QueueCount>) -> Finished {
+        Finished {
+            rows: Arc::new(rows),
+            at: Utc::now(),
+            read: Instant::now(),
+        }
+    }
+}
+
 struct Inner {
     store: Arc<dyn Store>,
     cache: Mutex<Option<Finished>>,

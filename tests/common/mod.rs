@@ -6,6 +6,7 @@
 pub mod api;
 pub mod cluster;
 pub mod fake_providers;
+pub mod pg;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};

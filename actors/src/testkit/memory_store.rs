@@ -443,6 +443,25 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn owner_counts(&self, owner: &str) -> Result<Vec<QueueCount>, StoreError> {
+        let mut c: BTreeMap<(String, JobStatus), u64> = BTreeMap::new();
+        for j in self
+            .lock()
+            .jobs
+            .values()
+            .filter(|j| j.owner.as_deref() == Some(owner))
+        {
+            *c.entry((j.queue.clone(), j.status)).or_default() += 1;
+        }
+        Ok(c.into_iter()
+            .map(|((queue, status), count)| QueueCount {
+                queue,
+                status,
+                count,
+            })
+            .collect())
+    }
+
     async fn live_counts(&self) -> Result<Vec<LiveCount>, StoreError> {
         let mut c: BTreeMap<(String, JobStatus), (u64, DateTime<Utc>)> = BTreeMap::new();
         for j in self.lock().jobs.values().filter(|j| live(j)) {

@@ -48,7 +48,7 @@ macro_rules! store_contract_tests {
             cancel_rules, retry_rules, lease_extension_and_rescue,
             rescue_never_overwrites_a_completed_job, late_ack_after_rescue_is_fenced,
             progress_is_fenced, list_filters_and_pagination, pause_and_resume,
-            counts_by_queue_and_status, live_counts_by_queue_and_status, prune_finished, next_run_at,
+            counts_by_queue_and_status, owner_counts_are_the_owners_only, live_counts_by_queue_and_status, prune_finished, next_run_at,
             concurrent_claimers_claim_each_job_once, unique_key_race,
             nodes_register_heartbeat_and_die, leadership_is_exclusive_expires_and_moves,
             only_the_holder_renews_or_releases, leadership_race_has_one_winner,
@@ -1148,6 +1148,26 @@ pub async fn counts_by_queue_and_status(ts: &TestStore) {
     .into_iter()
     .collect();
     assert_eq!(got, expect);
+}
+
+/// `owner_counts` counts one owner's jobs: another's and unowned ones are left out.
+pub async fn owner_counts_are_the_owners_only(ts: &TestStore) {
+    for i in 0..3 {
+        enqueue(ts, noop(i).queue("a").owner("alice")).await;
+    }
+    enqueue(ts, noop(3).queue("b").owner("bob")).await;
+    enqueue(ts, noop(4).queue("a").owner("bob")).await;
+    enqueue(ts, noop(5).queue("a")).await;
+    let got: Vec<(String, JobStatus, u64)> = ts
+        .store
+        .owner_counts("alice")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.queue, c.status, c.count))
+        .collect();
+    assert_eq!(got, [("a".to_string(), JobStatus::Queued, 3)]);
+    assert!(ts.store.owner_counts("carol").await.unwrap().is_empty());
 }
 
 /// Live jobs only, per queue and status, each group with its earliest `run_at`; a
