@@ -2,6 +2,7 @@
 //! MySQL/MariaDB. Each implements [`kyu_actors::Store`] with its own SQL; the shared
 //! pieces are the row type, the write values and the listing.
 
+pub mod claim_plan;
 mod db_clock;
 mod error;
 pub mod failpoint;

@@ -167,7 +167,12 @@ impl SqliteStore {
 /// the backlog, however many jobs wait or however long they have waited. The candidates
 /// carry only (id, priority, run_at) from the covering indexes; the best `limit` are
 /// chosen in SQL and only those rows are read in full.
-fn push_claim_pick(qb: &mut QueryBuilder<Sqlite>, p: &ClaimParams, cutoff: i64, paused: &[String]) {
+pub(crate) fn push_claim_pick(
+    qb: &mut QueryBuilder<Sqlite>,
+    p: &ClaimParams,
+    cutoff: i64,
+    paused: &[String],
+) {
     let limit = i64::from(p.limit);
     let filters = |qb: &mut QueryBuilder<Sqlite>| {
         push_queue_filter(qb, " NOT IN ", paused);
