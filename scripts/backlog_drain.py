@@ -82,13 +82,16 @@ def enqueue(port, n):
 
 
 COMPLETED = re.compile(r'^kyu_jobs_finished_total\{[^}]*outcome="completed"[^}]*\} (\S+)$', re.M)
+WORKERS = re.compile(r'^kyu_workers(?:\{[^}]*\})? (\S+)$', re.M)
 
 
 def completed(port):
+    """Completed jobs so far and the pool size (None before the first sample)."""
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     c.request("GET", "/metrics")
     text = c.getresponse().read().decode()
-    return int(sum(float(v) for v in COMPLETED.findall(text)))
+    w = WORKERS.findall(text)
+    return int(sum(float(v) for v in COMPLETED.findall(text))), (int(float(w[0])) if w else None)
 
 
 def main():
@@ -109,8 +112,11 @@ def main():
     srv = start(args.kyu, "serve", url, args.port)
     first = None
     last_n, last_change = 0, time.monotonic()
+    pool = set()
     while True:
-        n = completed(args.port)
+        n, w = completed(args.port)
+        if w is not None:
+            pool.add(w)
         now = time.monotonic()
         if n > 0 and first is None:
             first = (now, n)
@@ -130,6 +136,8 @@ def main():
         "drain_per_s": round((args.jobs - n1) / max(now - t1, 1e-9)),
         "drain_from_start_per_s": round(args.jobs / (now - t0)),
         "drain_s": round(now - t0, 1),
+        "workers_seen": sorted(pool),
+        "autoscale": os.environ.get("KYU_AUTOSCALE", "default"),
     }), flush=True)
 
 
