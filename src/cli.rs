@@ -112,6 +112,16 @@ pub struct BenchArgs {
     /// worker over HTTP (`--concurrency` slots, batched fetches and acks).
     #[arg(long, conflicts_with_all = ["store", "http", "metrics"])]
     pub remote: bool,
+    /// The claim beside a backlog: p50/p99 of one claim of 100 with `--backlog` queued
+    /// jobs (each size in its own scratch database), all past the aging bound.
+    #[arg(long, conflicts_with_all = ["store", "http", "metrics"])]
+    pub claim: bool,
+    /// Backlog sizes for `--claim`, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000,100000,1000000")]
+    pub backlog: Vec<u64>,
+    /// Timed claims per backlog size for `--claim`.
+    #[arg(long, default_value_t = 200)]
+    pub samples: usize,
     /// Concurrent HTTP clients for `--http`.
     #[arg(long, default_value_t = 100)]
     pub clients: usize,
@@ -184,6 +194,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 serde_json::to_string(&crate::bench::metrics::run(&args).await?)?
             } else if args.remote {
                 serde_json::to_string(&crate::bench::remote::run(&args).await?)?
+            } else if args.claim {
+                serde_json::to_string(&crate::bench::claim::run(&args).await?)?
             } else if args.http {
                 serde_json::to_string(&crate::bench::http::run(&args).await?)?
             } else if args.store {

@@ -3,6 +3,7 @@
 //! pieces are the row type, the write values and the listing.
 
 pub mod circuit;
+pub mod claim_plan;
 mod db_clock;
 mod error;
 pub mod failpoint;

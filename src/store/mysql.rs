@@ -272,8 +272,8 @@ pub const LIVE_COUNTS_SQL: &str = "SELECT queue, status, COUNT(*), MIN(run_at) F
      WHERE status IN ('queued', 'scheduled', 'running') GROUP BY status, queue";
 
 /// Which part of the claim order a claim query reads.
-#[derive(Clone, Copy)]
-enum ClaimBand {
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ClaimBand {
     /// Due at or before the cutoff (epoch ms): oldest first.
     Aged(i64),
     /// Due after the cutoff: best priority first.
@@ -285,7 +285,7 @@ enum ClaimBand {
 /// branches joined by UNION ALL. So a claim reads O(limit × types) index entries, never
 /// the backlog, however many jobs wait or however old they are. Rows are
 /// (id, priority, run_at); [`best_ids`] keeps the best `limit`.
-fn push_claim_branches(
+pub(crate) fn push_claim_branches(
     qb: &mut QueryBuilder<MySql>,
     p: &ClaimParams,
     paused: &[String],

@@ -220,6 +220,31 @@ impl PgStore {
 pub const LIVE_COUNTS_SQL: &str = "SELECT queue, status, COUNT(*), MIN(run_at) FROM jobs \
      WHERE status IN ('queued', 'scheduled', 'running') GROUP BY queue, status";
 
+/// Lease renewal of a batch, one statement: `$1` new expiry, `$2` now, `$3..$5` the
+/// leases (id, attempt, owner) as arrays; returns the held ones and their cancel flag.
+pub const EXTEND_LEASES_SQL: &str = "UPDATE jobs AS j SET lease_expires_at = $1, updated_at = $2 \
+     FROM UNNEST($3::text[], $4::int[], $5::text[]) AS u(id, attempt, owner) \
+     WHERE j.id = u.id AND j.attempts = u.attempt AND j.lease_owner = u.owner \
+       AND j.status = 'running' \
+     RETURNING u.id, u.attempt, u.owner, j.cancel_requested";
+
+/// The outcomes of a batch, one statement: `$1` now, `$2..$11` per ack (id, attempt,
+/// owner, status, result, error, run_at, finished_at, uncount, done) as arrays; returns
+/// the applied ones (the others were fenced).
+pub const ACK_SQL: &str = "UPDATE jobs AS j SET status = u.status, result = COALESCE(u.result, j.result), \
+               errors = CASE WHEN u.error IS NULL THEN j.errors \
+                        ELSE (j.errors::jsonb || jsonb_build_array(u.error::jsonb))::text END, \
+               run_at = COALESCE(u.run_at, j.run_at), finished_at = u.finished_at, \
+               attempts = j.attempts - u.uncount, \
+               progress = CASE WHEN u.done THEN 100 ELSE j.progress END, \
+               lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
+             FROM UNNEST($2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                         $8::bigint[], $9::bigint[], $10::int[], $11::bool[]) \
+                  AS u(id, attempt, owner, status, result, error, run_at, finished_at, uncount, done) \
+             WHERE j.id = u.id AND j.attempts = u.attempt AND j.lease_owner = u.owner \
+               AND j.status = 'running' \
+             RETURNING u.id, u.attempt, u.owner";
+
 /// The claim, one statement. Per type (`$6`), two index range scans bounded by the
 /// limit (`$4`), each row locked with SKIP LOCKED so concurrent claimers never wait on
 /// each other: its aged jobs (due at or before `$5`, oldest first, `jobs_queued_age`),
@@ -366,21 +391,15 @@ impl Store for PgStore {
         }
         let now = self.now().await?;
         let (ids, attempts, owners) = lease_columns(leases);
-        let held: Vec<(String, i32, String, bool)> = sqlx::query_as(
-            "UPDATE jobs AS j SET lease_expires_at = $1, updated_at = $2 \
-             FROM UNNEST($3::text[], $4::int[], $5::text[]) AS u(id, attempt, owner) \
-             WHERE j.id = u.id AND j.attempts = u.attempt AND j.lease_owner = u.owner \
-               AND j.status = 'running' \
-             RETURNING u.id, u.attempt, u.owner, j.cancel_requested",
-        )
-        .bind(now.saturating_add(duration_ms(lease)))
-        .bind(now)
-        .bind(ids)
-        .bind(attempts)
-        .bind(owners)
-        .fetch_all(&self.pool)
-        .await
-        .store_err()?;
+        let held: Vec<(String, i32, String, bool)> = sqlx::query_as(EXTEND_LEASES_SQL)
+            .bind(now.saturating_add(duration_ms(lease)))
+            .bind(now)
+            .bind(ids)
+            .bind(attempts)
+            .bind(owners)
+            .fetch_all(&self.pool)
+            .await
+            .store_err()?;
         Ok(leases
             .iter()
             .map(|l| {
@@ -407,35 +426,26 @@ impl Store for PgStore {
             .iter()
             .map(|a| AckWrite::new(&a.outcome, now))
             .collect();
-        let applied: Vec<(String, i32, String)> = sqlx::query_as(
-            "UPDATE jobs AS j SET status = u.status, result = COALESCE(u.result, j.result), \
-               errors = CASE WHEN u.error IS NULL THEN j.errors \
-                        ELSE (j.errors::jsonb || jsonb_build_array(u.error::jsonb))::text END, \
-               run_at = COALESCE(u.run_at, j.run_at), finished_at = u.finished_at, \
-               attempts = j.attempts - u.uncount, \
-               progress = CASE WHEN u.done THEN 100 ELSE j.progress END, \
-               lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
-             FROM UNNEST($2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], \
-                         $8::bigint[], $9::bigint[], $10::int[], $11::bool[]) \
-                  AS u(id, attempt, owner, status, result, error, run_at, finished_at, uncount, done) \
-             WHERE j.id = u.id AND j.attempts = u.attempt AND j.lease_owner = u.owner \
-               AND j.status = 'running' \
-             RETURNING u.id, u.attempt, u.owner",
-        )
-        .bind(now)
-        .bind(ids)
-        .bind(attempts)
-        .bind(owners)
-        .bind(writes.iter().map(|w| w.status.to_owned()).collect::<Vec<_>>())
-        .bind(writes.iter().map(|w| w.result.clone()).collect::<Vec<_>>())
-        .bind(writes.iter().map(|w| w.error.clone()).collect::<Vec<_>>())
-        .bind(writes.iter().map(|w| w.run_at).collect::<Vec<_>>())
-        .bind(writes.iter().map(|w| w.finished_at).collect::<Vec<_>>())
-        .bind(writes.iter().map(|w| w.uncount).collect::<Vec<_>>())
-        .bind(writes.iter().map(|w| w.progress_done).collect::<Vec<_>>())
-        .fetch_all(&self.pool)
-        .await
-        .store_err()?;
+        let applied: Vec<(String, i32, String)> = sqlx::query_as(ACK_SQL)
+            .bind(now)
+            .bind(ids)
+            .bind(attempts)
+            .bind(owners)
+            .bind(
+                writes
+                    .iter()
+                    .map(|w| w.status.to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(writes.iter().map(|w| w.result.clone()).collect::<Vec<_>>())
+            .bind(writes.iter().map(|w| w.error.clone()).collect::<Vec<_>>())
+            .bind(writes.iter().map(|w| w.run_at).collect::<Vec<_>>())
+            .bind(writes.iter().map(|w| w.finished_at).collect::<Vec<_>>())
+            .bind(writes.iter().map(|w| w.uncount).collect::<Vec<_>>())
+            .bind(writes.iter().map(|w| w.progress_done).collect::<Vec<_>>())
+            .fetch_all(&self.pool)
+            .await
+            .store_err()?;
         let applied: HashSet<(String, u32, String)> = applied
             .into_iter()
             .map(|(i, a, o)| (i, a as u32, o))

@@ -181,7 +181,12 @@ impl SqliteStore {
 /// the backlog, however many jobs wait or however long they have waited. The candidates
 /// carry only (id, priority, run_at) from the covering indexes; the best `limit` are
 /// chosen in SQL and only those rows are read in full.
-fn push_claim_pick(qb: &mut QueryBuilder<Sqlite>, p: &ClaimParams, cutoff: i64, paused: &[String]) {
+pub(crate) fn push_claim_pick(
+    qb: &mut QueryBuilder<Sqlite>,
+    p: &ClaimParams,
+    cutoff: i64,
+    paused: &[String],
+) {
     let limit = i64::from(p.limit);
     let filters = |qb: &mut QueryBuilder<Sqlite>| {
         push_queue_filter(qb, " NOT IN ", paused);
@@ -350,9 +355,12 @@ impl Store for SqliteStore {
         }
         let now = self.now();
         let (_turn, mut tx) = self.begin_write().await?;
+        // At most 1,000 due jobs per claim, as on the other backends: a million coming
+        // due at once must not hold the writer lock for one huge UPDATE.
         sqlx::query(
-            "UPDATE jobs INDEXED BY jobs_scheduled SET status = 'queued', updated_at = $1 \
-             WHERE status = 'scheduled' AND run_at <= $1",
+            "UPDATE jobs SET status = 'queued', updated_at = $1 \
+             WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_scheduled \
+               WHERE status = 'scheduled' AND run_at <= $1 ORDER BY run_at LIMIT 1000)",
         )
         .bind(now)
         .execute(&mut *tx)

@@ -1,6 +1,7 @@
 //! Queue gauges (`kyu_queue_jobs`, `kyu_queue_oldest_job_age_seconds`) sampled from the
 //! store every `metrics_sample_interval`, so a scrape never queries the database. One
-//! [`Store::live_counts`] call per sample reads only live jobs through an index.
+//! [`Store::live_counts`] call per sample reads only live jobs through an index, and
+//! samples space out when it is slow (a large backlog).
 //!
 //! Every queue ever seen gets all three live statuses on every sample: a count that
 //! drops to nothing reads 0 instead of keeping its last value.
@@ -19,10 +20,7 @@ const LIVE: [JobStatus; 3] = [JobStatus::Queued, JobStatus::Scheduled, JobStatus
 pub fn spawn(store: Arc<dyn Store>, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut gauges = QueueGauges::default();
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
             let started = Instant::now();
             // A hung database must not pile samples up: one at a time, bounded.
             match tokio::time::timeout(every.max(Duration::from_secs(1)), store.live_counts()).await
@@ -31,7 +29,13 @@ pub fn spawn(store: Arc<dyn Store>, every: Duration) -> tokio::task::JoinHandle<
                 Ok(Err(e)) => tracing::warn!(error = %e, "queue metrics: sample failed"),
                 Err(_) => tracing::warn!("queue metrics: sample timed out"),
             }
-            metrics::gauge!(QUEUE_SAMPLE_SECONDS).set(started.elapsed().as_secs_f64());
+            let took = started.elapsed();
+            metrics::gauge!(QUEUE_SAMPLE_SECONDS).set(took.as_secs_f64());
+            // A count reads every live job: beside a backlog of a million it takes
+            // seconds of a database core. The next sample waits ten times as long as
+            // this one took, if that is longer than `every`, so sampling never takes
+            // more than a tenth of the database from the drain.
+            tokio::time::sleep(every.max(took * 10).saturating_sub(took)).await;
         }
     })
 }

@@ -1,0 +1,256 @@
+//! Issue 22: a claim's cost must not grow with the backlog or its age. The claim's own
+//! query (built by the store, see `kyu::store::claim_plan`) is explained on each backend
+//! at 1,000 queued jobs and at `KYU_PLAN_ROWS` (default 200,000; the note's figures use
+//! 1,000,000), all past the aging bound, plus a few fresh ones: it must read index
+//! ranges bounded by the claim's limit, never the backlog.
+//!
+//! PostgreSQL and MariaDB read their servers from KYU_TEST_POSTGRES_URL /
+//! KYU_TEST_MYSQL_URL (skipped when unset, unless KYU_REQUIRE_SERVICES=1).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use kyu::store::claim_plan::{
+    self, Backlog, PgJobsAccess, SqlitePlanLine, fill_mysql, fill_postgres, fill_sqlite,
+    mysql_jobs_accesses, now_ms, params, pg_jobs_accesses,
+};
+use kyu::store::testdb;
+use kyu::store::{MySqlStore, PgStore};
+use kyu_actors::Store;
+
+const LIMIT: u32 = 100;
+const FRESH: u64 = 5;
+
+fn sizes() -> [u64; 2] {
+    let large = std::env::var("KYU_PLAN_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    [1_000, large]
+}
+
+fn backlog(rows: u64) -> Backlog {
+    Backlog {
+        aged: rows,
+        fresh: FRESH,
+        now: now_ms(),
+    }
+}
+
+/// Every access to `jobs` is a SEARCH of a claim index led by `job_type=?`, or of the
+/// primary key; never a SCAN, and no temp b-tree sorts rows read from `jobs`.
+fn assert_sqlite_plan(plan: &[SqlitePlanLine], rows: u64) {
+    let text: Vec<String> = plan
+        .iter()
+        .map(|l| format!("{}<{} {}", l.id, l.parent, l.detail))
+        .collect();
+    let reads_jobs = |l: &SqlitePlanLine| {
+        l.detail.starts_with("SCAN jobs") || l.detail.starts_with("SEARCH jobs")
+    };
+    let mut searches = 0;
+    for l in plan.iter().filter(|l| reads_jobs(l)) {
+        let claim_range = (l.detail.contains("INDEX jobs_queued_age (job_type=?")
+            || l.detail.contains("INDEX jobs_claim (job_type=?"))
+            && l.detail.starts_with("SEARCH");
+        let by_key = l
+            .detail
+            .starts_with("SEARCH jobs USING INDEX sqlite_autoindex_jobs_1 (id=?)")
+            || l.detail.contains("PRIMARY KEY");
+        assert!(
+            claim_range || by_key,
+            "{rows} rows: jobs read other than by a claim range or the key: {}\n{text:#?}",
+            l.detail
+        );
+        searches += 1;
+    }
+    // Per type an aged and a fresh range, and the pick of the chosen rows by key.
+    assert_eq!(searches, 2 * claim_plan::TYPES.len() + 1, "{text:#?}");
+    for sort in plan.iter().filter(|l| l.detail.contains("TEMP B-TREE")) {
+        let beside_jobs = plan
+            .iter()
+            .any(|l| l.parent == sort.parent && reads_jobs(l));
+        assert!(
+            !beside_jobs,
+            "{rows} rows: a temp b-tree sorts rows of jobs: {}\n{text:#?}",
+            sort.detail
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_claim_reads_index_ranges_bounded_by_its_limit() {
+    for rows in sizes() {
+        let (store, _other, _guard) = testdb::sqlite_file(Arc::new(kyu_actors::SystemClock)).await;
+        let b = backlog(rows);
+        let t = Instant::now();
+        fill_sqlite(store.pool(), b).await.expect("fill");
+        eprintln!(
+            "sqlite: {rows} rows filled in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        let plan = claim_plan::sqlite_plan(store.pool(), &params(LIMIT), b.now)
+            .await
+            .expect("explain");
+        assert_sqlite_plan(&plan, rows);
+        // The same query claims the oldest aged jobs first.
+        let jobs = store.claim(&params(LIMIT)).await.expect("claim");
+        assert_eq!(jobs.len(), LIMIT as usize);
+        assert!(
+            jobs.iter()
+                .all(|j| j.run_at.timestamp_millis() < b.now - 60_000)
+        );
+    }
+}
+
+/// Below this many rows PostgreSQL may read the whole table rather than look the picked
+/// rows up one by one (a few dozen pages: it costs less than 100 index probes). That is
+/// a choice by size, taken alike with and without statistics, and bounded by it.
+const PG_SMALL_TABLE: u64 = 5_000;
+
+/// No sequential scan of jobs (unless the table is small); every other read of jobs
+/// returns (or filters out) at most `bound` rows per loop.
+fn assert_pg_bounded(accesses: &[PgJobsAccess], bound: f64, table_rows: u64, what: &str) {
+    assert!(!accesses.is_empty(), "{what}: the plan never reads jobs");
+    for a in accesses {
+        if a.node_type == "Seq Scan" && table_rows < PG_SMALL_TABLE {
+            eprintln!("{what}: a seq scan of the small table ({table_rows} rows)");
+            continue;
+        }
+        assert_ne!(a.node_type, "Seq Scan", "{what}: {accesses:#?}");
+        assert!(
+            a.rows_per_loop <= bound,
+            "{what}: {} on {:?} read {} rows per loop (bound {bound}): {accesses:#?}",
+            a.node_type,
+            a.index,
+            a.rows_per_loop
+        );
+    }
+}
+
+async fn pg_store(url: &str) -> PgStore {
+    let s = PgStore::connect(url, 4, None).await.expect("connect");
+    s.migrate().await.expect("migrate");
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_claim_reads_index_ranges_bounded_by_its_limit() {
+    for rows in sizes() {
+        let Some((url, _guard)) = testdb::postgres_db().await else {
+            return;
+        };
+        let store = pg_store(&url).await;
+        let b = backlog(rows);
+        let t = Instant::now();
+        fill_postgres(store.pool(), b).await.expect("fill");
+        eprintln!(
+            "postgres: {rows} rows filled in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        let bound = f64::from(LIMIT) + 1.0;
+        // First on the fresh table, never analyzed (the plan a new database gets), then
+        // with statistics.
+        for analyzed in [false, true] {
+            if analyzed {
+                sqlx::query("ANALYZE jobs")
+                    .execute(store.pool())
+                    .await
+                    .expect("analyze");
+            }
+            let plan = claim_plan::postgres_plan(store.pool(), &params(LIMIT), now_ms())
+                .await
+                .expect("explain");
+            let what = format!("{rows} rows, analyzed: {analyzed}");
+            let accesses = pg_jobs_accesses(&plan);
+            assert_pg_bounded(&accesses, bound, rows + FRESH, &what);
+            let ranges = accesses
+                .iter()
+                .filter(|a| matches!(a.index.as_deref(), Some("jobs_queued_age" | "jobs_claim")))
+                .count();
+            assert!(ranges >= 1, "{what}: no claim index range: {accesses:#?}");
+        }
+    }
+}
+
+/// Ack and lease renewal of a claimed batch, on a fresh (never analyzed) table of 20,000
+/// jobs and after ANALYZE: no scan of jobs; rows read bounded by the running set (the
+/// jobs in flight), never the backlog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_ack_and_lease_plans_do_not_read_the_backlog() {
+    let Some((url, _guard)) = testdb::postgres_db().await else {
+        return;
+    };
+    let store = pg_store(&url).await;
+    fill_postgres(store.pool(), backlog(20_000))
+        .await
+        .expect("fill");
+    let jobs = store.claim(&params(LIMIT)).await.expect("claim");
+    assert_eq!(jobs.len(), LIMIT as usize);
+    let ids: Vec<String> = jobs.iter().map(|j| j.id.to_string()).collect();
+    let bound = f64::from(LIMIT) + 1.0;
+    for analyzed in [false, true] {
+        if analyzed {
+            sqlx::query("ANALYZE jobs")
+                .execute(store.pool())
+                .await
+                .expect("analyze");
+        }
+        let now = now_ms();
+        let ack = claim_plan::postgres_ack_plan(store.pool(), &ids, "plan", now)
+            .await
+            .expect("explain ack");
+        assert_pg_bounded(
+            &pg_jobs_accesses(&ack),
+            bound,
+            20_000,
+            &format!("ack, analyzed: {analyzed}"),
+        );
+        let extend = claim_plan::postgres_extend_plan(store.pool(), &ids, "plan", now)
+            .await
+            .expect("explain extend");
+        assert_pg_bounded(
+            &pg_jobs_accesses(&extend),
+            bound,
+            20_000,
+            &format!("extend_leases, analyzed: {analyzed}"),
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_claim_reads_index_ranges_bounded_by_its_limit() {
+    for rows in sizes() {
+        let Some((url, _guard)) = testdb::mysql_db().await else {
+            return;
+        };
+        let store = MySqlStore::connect(&url, 4, None).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let b = backlog(rows);
+        let t = Instant::now();
+        fill_mysql(store.pool(), b).await.expect("fill");
+        eprintln!(
+            "mysql: {rows} rows filled in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        let plans = claim_plan::mysql_plans(store.pool(), &params(LIMIT), b.now)
+            .await
+            .expect("analyze");
+        assert!(!plans.is_empty());
+        for plan in &plans {
+            let accesses = mysql_jobs_accesses(plan);
+            assert_eq!(accesses.len(), claim_plan::TYPES.len(), "{plan:#}");
+            for a in &accesses {
+                assert!(
+                    matches!(a.key.as_deref(), Some("jobs_aged" | "jobs_claim"))
+                        && matches!(a.access_type.as_str(), "range" | "ref"),
+                    "{rows} rows: {a:?}\n{plan:#}"
+                );
+                assert!(
+                    a.r_rows <= f64::from(LIMIT),
+                    "{rows} rows: read {} rows per loop: {a:?}\n{plan:#}",
+                    a.r_rows
+                );
+            }
+        }
+    }
+}
