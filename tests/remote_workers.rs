@@ -166,12 +166,16 @@ async fn reports_are_fenced_and_repeats_are_harmless() {
         (json!(0), json!([])),
         "a snooze counts no attempt"
     );
+    // A bad field refuses the whole batch, naming it; nothing is written.
     let bad = s
-        .post("/api/v1/acks", None, json!({"acks": [{"job_id": jobs[0]["job_id"], "lease": jobs[0]["lease"], "op": "fail"}]}))
+        .post("/api/v1/acks", None, json!({"acks": [
+            {"job_id": jobs[2]["job_id"], "lease": jobs[2]["lease"], "op": "complete"},
+            {"job_id": jobs[0]["job_id"], "lease": jobs[0]["lease"], "op": "snooze", "seconds": -1},
+        ]}))
         .await;
     assert_eq!(
         (bad.status, bad.field()),
-        (StatusCode::BAD_REQUEST, "acks[0].kind")
+        (StatusCode::BAD_REQUEST, "acks[1].seconds")
     );
 }
 
