@@ -273,10 +273,10 @@ pub async fn mysql_plans(
         }
         // The rows the store would read, then the plan of the same query.
         let mut qb = QueryBuilder::new("");
-        push_claim_branches(&mut qb, p, &[], band, left);
+        push_claim_branches(&mut qb, &p.types, p.queues.as_deref(), &[], band, left);
         let rows = qb.build().fetch_all(&mut *tx).await?;
         let mut qb = QueryBuilder::new("ANALYZE FORMAT=JSON ");
-        push_claim_branches(&mut qb, p, &[], band, left);
+        push_claim_branches(&mut qb, &p.types, p.queues.as_deref(), &[], band, left);
         let row = qb.build().fetch_one(&mut *tx).await?;
         let text: String = row.try_get_unchecked(0)?;
         plans.push(serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))?);

@@ -130,7 +130,14 @@ impl MySqlStore {
             .fetch_all(&self.pool)
             .await
             .store_err()?;
-        let mut tx = self.pool.begin().await.store_err()?;
+        // READ COMMITTED: the claim's range reads lock the rows they return, not the
+        // gaps and next keys around them (REPEATABLE READ would, once per type, and
+        // those next keys are running jobs' index entries that acks must rewrite).
+        let mut conn = self.pool.acquire().await.store_err()?;
+        conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            .await
+            .store_err()?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.store_err()?;
 
         let due: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM jobs FORCE INDEX (jobs_due) WHERE status = 'scheduled' AND run_at <= ? \
@@ -150,6 +157,18 @@ impl MySqlStore {
         }
 
         let cutoff = aged_cutoff(now, p.aged_before);
+        // Which of the claim's types have queued jobs, and since when: a loose scan of
+        // jobs_aged, a row per type (not per job), taking no lock. Only those types get
+        // a locking range read, so a type with nothing queued costs no lock (each range
+        // read locks the index entry after it: a running job's, which its ack rewrites).
+        let mut qb = QueryBuilder::<MySql>::new(
+            "SELECT job_type, MIN(run_at) FROM jobs FORCE INDEX (jobs_aged) \
+             WHERE status = 'queued' AND job_type IN ",
+        );
+        push_id_list(&mut qb, &p.types);
+        qb.push(" GROUP BY job_type");
+        let present: Vec<(String, i64)> =
+            qb.build_query_as().fetch_all(&mut *tx).await.store_err()?;
         let mut ids: Vec<String> = Vec::new();
         let limit = i64::from(p.limit);
         for band in [ClaimBand::Aged(cutoff), ClaimBand::Fresh(cutoff)] {
@@ -157,8 +176,16 @@ impl MySqlStore {
             if left <= 0 || (matches!(band, ClaimBand::Aged(_)) && p.aged_before.is_none()) {
                 continue;
             }
+            let types: Vec<String> = present
+                .iter()
+                .filter(|(_, oldest)| matches!(band, ClaimBand::Fresh(_)) || *oldest <= cutoff)
+                .map(|(t, _)| t.clone())
+                .collect();
+            if types.is_empty() {
+                continue;
+            }
             let mut qb = QueryBuilder::<MySql>::new("");
-            push_claim_branches(&mut qb, p, &paused, band, left);
+            push_claim_branches(&mut qb, &types, p.queues.as_deref(), &paused, band, left);
             let rows: Vec<(String, i32, i64)> =
                 qb.build_query_as().fetch_all(&mut *tx).await.store_err()?;
             ids.extend(best_ids(rows, band, left));
@@ -287,7 +314,8 @@ pub(crate) enum ClaimBand {
 /// (id, priority, run_at); [`best_ids`] keeps the best `limit`.
 pub(crate) fn push_claim_branches(
     qb: &mut QueryBuilder<MySql>,
-    p: &ClaimParams,
+    types: &[String],
+    queues: Option<&[String]>,
     paused: &[String],
     band: ClaimBand,
     limit: i64,
@@ -296,7 +324,7 @@ pub(crate) fn push_claim_branches(
         ClaimBand::Aged(_) => ("jobs_aged", "run_at, id"),
         ClaimBand::Fresh(_) => ("jobs_claim", "priority DESC, run_at, id"),
     };
-    for (i, t) in p.types.iter().enumerate() {
+    for (i, t) in types.iter().enumerate() {
         if i > 0 {
             qb.push(" UNION ALL ");
         }
@@ -312,7 +340,7 @@ pub(crate) fn push_claim_branches(
             qb.push(" AND queue NOT IN ");
             push_id_list(qb, paused);
         }
-        if let Some(queues) = p.queues.as_deref().filter(|q| !q.is_empty()) {
+        if let Some(queues) = queues.filter(|q| !q.is_empty()) {
             qb.push(" AND queue IN ");
             push_id_list(qb, queues);
         }
