@@ -229,8 +229,14 @@ async fn metrics_follow_a_small_workload() {
     );
 
     // Workers and the process.
-    assert_eq!(sc.value("kyu_workers", &[("state", "busy")]), 0.0);
-    assert_eq!(sc.value("kyu_workers", &[("state", "idle")]), 5.0);
+    assert_eq!(
+        sc.value("kyu_workers", &[("kind", "local"), ("state", "busy")]),
+        0.0
+    );
+    assert_eq!(
+        sc.value("kyu_workers", &[("kind", "local"), ("state", "idle")]),
+        5.0
+    );
     assert_eq!(sc.value("kyu_workers_target", &[]), 5.0);
     assert_eq!(
         sc.value(

@@ -198,8 +198,14 @@ async fn outcomes_errors_and_timings_are_counted_once_written() {
     let waits = s.samples(JOB_WAIT_SECONDS, &t);
     assert_eq!(waits.len(), 8);
     assert!(waits.iter().all(|w| *w >= 0.0), "{waits:?}");
-    assert_eq!(s.gauge(WORKERS, &[("state", "busy")]), 0.0);
-    assert_eq!(s.gauge(WORKERS, &[("state", "idle")]), 3.0);
+    assert_eq!(
+        s.gauge(WORKERS, &[("kind", "local"), ("state", "busy")]),
+        0.0
+    );
+    assert_eq!(
+        s.gauge(WORKERS, &[("kind", "local"), ("state", "idle")]),
+        3.0
+    );
     assert_eq!(s.gauge(WORKERS_TARGET, &[]), 3.0);
 }
 
