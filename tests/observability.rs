@@ -1,7 +1,7 @@
 //! Observability against the real tools (issue 6): the Grafana dashboard's shape; every
 //! panel query answered, with data, by a real Prometheus that scraped a real `kyu serve`
 //! running a mixed workload (successes, retries, failures, timeouts, cancels, rate-limit
-//! waits); `promtool check metrics` on kyu's /metrics; the alert rules checked and unit
+//! waits, and a remote worker speaking the worker protocol); `promtool check metrics` on kyu's /metrics; the alert rules checked and unit
 //! tested by promtool; and the alerts whose conditions a test can make quickly seen
 //! firing in that Prometheus.
 //!
@@ -35,7 +35,7 @@ const INTERVAL: &str = "15s";
 const RANGE: &str = "5m";
 
 /// Every metric of the contract (kyu_actors::telemetry); the dashboard queries them all.
-const CONTRACT: [&str; 21] = [
+const CONTRACT: [&str; 26] = [
     "kyu_build_info",
     "kyu_jobs_enqueued_total",
     "kyu_jobs_finished_total",
@@ -57,6 +57,11 @@ const CONTRACT: [&str; 21] = [
     "kyu_redis_up",
     "kyu_provider_requests_total",
     "kyu_summaries_total",
+    "kyu_claims_total",
+    "kyu_remote_fetches_waiting",
+    "kyu_remote_fetch_wait_seconds",
+    "kyu_remote_report_duration_seconds",
+    "kyu_remote_jobs_total",
 ];
 
 /// The alerts dashboards/alerts.yaml must hold.
@@ -511,6 +516,83 @@ async fn cancel_one(s: &Server) {
     assert_eq!(c.status, StatusCode::OK, "{}", c.body);
 }
 
+/// A small remote worker for the Remote workers row, serving `remote_job` (declared
+/// through `KYU_REMOTE_TYPE`): a long poll that an enqueue answers, a heartbeat with
+/// progress for each job, one job completed, one failed, two completed in one `acks`
+/// batch, and a short fetch that finds nothing. Returns the jobs and their final status.
+async fn remote_worker_round(s: &Server) -> Vec<(String, &'static str)> {
+    const WORKER: &str = "obs-remote-worker";
+    let fetch = |max: usize, wait_ms: u64| async move {
+        let a = s
+            .post(
+                "/api/v1/fetch",
+                None,
+                json!({"worker_id": WORKER, "types": ["remote_job"], "max": max, "wait_ms": wait_ms}),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        a.body["jobs"].as_array().cloned().unwrap_or_default()
+    };
+    // Nothing of the type is queued yet: the fetch waits until the batch arrives.
+    let enqueue = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let jobs: Vec<Value> = (0..4)
+            .map(|i| json!({"type": "remote_job", "payload": {"i": i}}))
+            .collect();
+        let b = s
+            .post("/api/v1/jobs/batch", None, json!({"jobs": jobs}))
+            .await;
+        assert_eq!(b.status, StatusCode::CREATED, "{}", b.body);
+    };
+    let (mut jobs, ()) = tokio::join!(fetch(4, 10_000), enqueue);
+    while jobs.len() < 4 {
+        let more = fetch(4 - jobs.len(), 2_000).await;
+        assert!(
+            !more.is_empty(),
+            "remote jobs were enqueued but not fetched"
+        );
+        jobs.extend(more);
+    }
+    let id = |j: &Value| j["job_id"].as_str().expect("job_id").to_owned();
+    let report = |j: &Value, op: &'static str, mut body: Value| {
+        body["lease"] = j["lease"].clone();
+        let path = format!("/api/v1/jobs/{}/{op}", id(j));
+        async move { s.post(&path, None, body).await }
+    };
+    for j in &jobs {
+        let hb = report(j, "heartbeat", json!({"progress": 50})).await;
+        assert_eq!(hb.status, StatusCode::OK, "{}", hb.body);
+    }
+    let done = report(&jobs[0], "complete", json!({"result": {"ok": true}})).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(done.body["status"], "completed", "{}", done.body);
+    let failed = report(
+        &jobs[1],
+        "fail",
+        json!({"kind": "non_retryable", "message": "bad input"}),
+    )
+    .await;
+    assert_eq!(failed.status, StatusCode::OK, "{}", failed.body);
+    assert_eq!(failed.body["status"], "failed", "{}", failed.body);
+    let acks: Vec<Value> = jobs[2..]
+        .iter()
+        .map(|j| json!({"job_id": id(j), "lease": j["lease"], "op": "complete", "result": null}))
+        .collect();
+    let a = s.post("/api/v1/acks", None, json!({"acks": acks})).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    for r in a.body["results"].as_array().expect("results") {
+        assert_eq!(
+            (&r["ok"], &r["status"]),
+            (&json!(true), &json!("completed")),
+            "{r}"
+        );
+    }
+    // Idle: a short long poll that ends empty (an empty claim, a fetch wait of ~200 ms).
+    assert!(fetch(1, 200).await.is_empty());
+    let statuses = ["completed", "failed", "completed", "completed"];
+    jobs.iter().map(id).zip(statuses).collect()
+}
+
 /// A 404 and a 400, for the HTTP error panel.
 async fn client_errors(s: &Server) {
     let nf = s
@@ -675,6 +757,11 @@ fn the_dashboard_has_the_shape_grafana_loads() {
         "HTTP latency",
         "Actor restarts",
         "Store errors",
+        "Remote workers connected",
+        "Remote fetch wait",
+        "Remote report latency",
+        "Jobs handed to remote workers",
+        "Claims by found",
     ] {
         assert!(
             titles.iter().any(|t| t.starts_with(want)),
@@ -758,10 +845,11 @@ fn alert_rules_config_and_panel_queries_pass_promtool() {
     assert!(out.contains(&format!("SUCCESS: {n} rules found")), "{out}");
 }
 
-/// A real kyu (SQLite, Redis through a cuttable proxy) runs a mixed workload while a real
-/// Prometheus scrapes it every second; then every panel query answers with data, its
-/// /metrics passes `promtool check metrics`, the success-rate alert fires (and the
-/// no-worker, queue and Redis alerts do not), and cutting Redis fires KyuRedisDown.
+/// A real kyu (SQLite, Redis through a cuttable proxy) runs a mixed workload (with a remote
+/// worker in each phase) while a real Prometheus scrapes it every second; then every panel
+/// query answers with data, its /metrics passes `promtool check metrics`, the success-rate
+/// alert fires (and the no-worker, queue and Redis alerts do not), and cutting Redis fires
+/// KyuRedisDown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_panel_query_answers_from_a_prometheus_scraping_a_real_kyu() {
     const TEST: &str = "every_panel_query_answers_from_a_prometheus_scraping_a_real_kyu";
@@ -801,6 +889,8 @@ async fn every_panel_query_answers_from_a_prometheus_scraping_a_real_kyu() {
             // One token a second, burst 1: three jobs on one provider make it wait.
             ("RATE_LIMIT_REQUESTS_PER_MINUTE", "60".into()),
             ("RATE_LIMIT_BURST_SIZE", "1".into()),
+            // A type only remote workers run, for the Remote workers row.
+            ("KYU_REMOTE_TYPE", r#"[{"name": "remote_job"}]"#.into()),
         ],
     )
     .await;
@@ -876,6 +966,7 @@ async fn every_panel_query_answers_from_a_prometheus_scraping_a_real_kyu() {
         .await;
     }
     client_errors(&s).await;
+    expect.extend(remote_worker_round(&s).await);
     for (id, status) in &expect {
         s.wait_status(id, None, status).await;
     }
@@ -930,6 +1021,7 @@ async fn every_panel_query_answers_from_a_prometheus_scraping_a_real_kyu() {
     }
     cancel_one(&s).await;
     client_errors(&s).await;
+    expect.extend(remote_worker_round(&s).await);
     for (id, status) in &expect[phase1..] {
         s.wait_status(id, None, status).await;
     }
