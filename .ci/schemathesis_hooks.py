@@ -16,6 +16,7 @@ def map_body(context, body):
         return body
     if isinstance(body, dict):
         wait = body.get("wait_ms")
-        if isinstance(wait, int) and not isinstance(wait, bool) and 50 < wait <= 30000:
-            body["wait_ms"] = 50
+        number = isinstance(wait, (int, float)) and not isinstance(wait, bool)
+        if number and 50 < wait <= 30000:
+            body["wait_ms"] = 50 if isinstance(wait, int) else 50.0
     return body
