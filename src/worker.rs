@@ -39,7 +39,10 @@ pub fn engine_config(s: &Settings) -> EngineConfig {
         // Waiting remote fetches are woken by wake-ups; only several nodes on MariaDB
         // without Redis have none (SQLite runs in one process, PostgreSQL has NOTIFY).
         fetch_on_poll: s.redis_url.is_none()
-            && (s.database_url.starts_with("mysql") || s.database_url.starts_with("mariadb")),
+            && matches!(
+                crate::store::Backend::from_url(&s.database_url),
+                Ok(crate::store::Backend::MySql)
+            ),
         lease: s.lease,
         rescue_interval: s.rescue_interval,
         retention: s.retention,

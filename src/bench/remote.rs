@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::cli::BenchArgs;
+use crate::store::Backend;
 use crate::store::testdb::{scratch_mysql, scratch_postgres};
 
 const TYPE: &str = "bench_remote";
@@ -41,15 +42,16 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<RemoteBenchReport> {
     for i in 0..args.runs.max(1) {
         let dir = std::env::temp_dir().join(format!("kyu-bench-remote-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir)?;
-        let (url, _guard) = match args.database_url.as_deref() {
-            Some(u) if u.starts_with("postgres") => {
+        let server = args.database_url.as_deref();
+        let (url, _guard) = match server.map(Backend::from_url).transpose()? {
+            Some(Backend::Postgres) => {
                 backend = "postgres".into();
-                let (db, g) = scratch_postgres(u).await?;
+                let (db, g) = scratch_postgres(server.unwrap_or_default()).await?;
                 (db, Some(g))
             }
-            Some(u) if u.starts_with("mysql") || u.starts_with("mariadb") => {
+            Some(Backend::MySql) => {
                 backend = "mysql".into();
-                let (db, g) = scratch_mysql(u).await?;
+                let (db, g) = scratch_mysql(server.unwrap_or_default()).await?;
                 (db, Some(g))
             }
             _ => (format!("sqlite://{}", dir.join("kyu.db").display()), None),
