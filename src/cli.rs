@@ -144,9 +144,13 @@ pub struct BenchArgs {
     /// Engine workers (a fixed pool).
     #[arg(long, default_value_t = 10)]
     pub concurrency: usize,
-    /// Claimed-but-unstarted jobs kept per worker.
-    #[arg(long, default_value_t = 20)]
-    pub prefetch: u32,
+    /// Claimed-but-unstarted jobs kept per worker, fixed (a tuned run: label its
+    /// figures so). Omit for kyu's default, the measured appetite.
+    #[arg(long)]
+    pub prefetch: Option<u32>,
+    /// Most jobs one claim takes (a tuned run). Omit for kyu's default.
+    #[arg(long)]
+    pub claim_batch: Option<u32>,
     /// Repeats; medians and ranges are reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use crate::api::auth::{TokenEntry, parse_tokens};
 use crate::cli::DEFAULT_DATABASE_URL;
 use crate::store::failpoint::Failpoints;
+use kyu_actors::Prefetch;
 
 /// Every key `Settings::from_env` reads for operators (the crash-test hooks
 /// `KYU_LEDGER_PATH` and `KYU_FAILPOINTS` aside). `config/kyu.toml` documents each.
@@ -70,6 +71,8 @@ pub const KEYS: &[&str] = &[
     "KYU_CRON",
     "KYU_CRON_CATCH_UP",
     "KYU_REMOTE_TYPE",
+    "KYU_PREFETCH",
+    "KYU_PREFETCH_MAX",
 ];
 
 /// A setting that could not be used.
@@ -95,6 +98,8 @@ pub struct Settings {
     pub max_retries: u32,
     /// Most jobs one claim takes (`JOB_QUEUE_BATCH_SIZE`).
     pub batch_size: u32,
+    /// Jobs claimed ahead of the pool (`KYU_PREFETCH`, `KYU_PREFETCH_MAX`).
+    pub prefetch: Prefetch,
     /// Fallback poll when no wake-up arrives (`JOB_QUEUE_POLL_INTERVAL`).
     pub poll_interval: Duration,
     pub lease: Duration,
@@ -179,6 +184,7 @@ impl Default for Settings {
             autoscale: true,
             max_retries: 3,
             batch_size: 100,
+            prefetch: Prefetch::default(),
             poll_interval: Duration::from_secs(5),
             lease: Duration::from_secs(30),
             rescue_interval: Duration::from_secs(5),
@@ -352,6 +358,36 @@ impl Env {
             .transpose()
     }
 
+    /// `KYU_PREFETCH`: "auto" (measured, at most `KYU_PREFETCH_MAX` jobs ahead) or a
+    /// fixed number of jobs per worker.
+    fn prefetch(&self) -> Result<Prefetch, ConfigError> {
+        let max: u32 = self.parse("KYU_PREFETCH_MAX", "a whole number")?.unwrap_or(
+            match Prefetch::default() {
+                Prefetch::Auto { max } => max,
+                Prefetch::PerWorker(n) => n,
+            },
+        );
+        if max > 100_000 {
+            return Err(Self::bad(
+                "KYU_PREFETCH_MAX",
+                &max.to_string(),
+                "expected 0..=100000",
+            ));
+        }
+        match self.raw("KYU_PREFETCH").map(str::trim) {
+            None => Ok(Prefetch::Auto { max }),
+            Some(v) if v.eq_ignore_ascii_case("auto") => Ok(Prefetch::Auto { max }),
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if (1..=1000).contains(&n) => Ok(Prefetch::PerWorker(n)),
+                _ => Err(Self::bad(
+                    "KYU_PREFETCH",
+                    v,
+                    "expected auto or jobs per worker, 1..=1000",
+                )),
+            },
+        }
+    }
+
     fn flag(&self, key: &str) -> Result<Option<bool>, ConfigError> {
         self.raw(key)
             .map(|v| match v.trim().to_ascii_lowercase().as_str() {
@@ -386,6 +422,7 @@ impl Settings {
         s.batch_size = env
             .parse("JOB_QUEUE_BATCH_SIZE", "a whole number")?
             .unwrap_or(s.batch_size);
+        s.prefetch = env.prefetch()?;
         s.poll_interval = env
             .duration("JOB_QUEUE_POLL_INTERVAL")?
             .unwrap_or(s.poll_interval);

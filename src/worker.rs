@@ -35,6 +35,7 @@ pub fn engine_config(s: &Settings) -> EngineConfig {
         max_workers: s.workers_max,
         autoscale: s.autoscale,
         claim_batch: s.batch_size,
+        prefetch: s.prefetch,
         poll_interval: s.poll_interval,
         // Waiting remote fetches are woken by wake-ups; only several nodes on MariaDB
         // without Redis have none (SQLite runs in one process, PostgreSQL has NOTIFY).

@@ -17,8 +17,14 @@ pub trait ResourceProbe: Send + Sync + 'static {
     fn read(&self) -> Reading;
 }
 
-/// Grow below these, shrink above them.
+/// No growth at or above this CPU: more workers would only contend for it.
 pub const CPU_HIGH: f64 = 70.0;
+/// Shrink at or above this CPU (a reading averages the whole interval): the machine
+/// is saturated, and fewer jobs at once get through it sooner. Between the two the
+/// pool holds, so a pool that itself keeps the CPU busy (a drain of short jobs) is
+/// not shrunk for it, which would only slow the drain.
+pub const CPU_SATURATED: f64 = 90.0;
+/// Shrink at or above this memory.
 pub const MEMORY_HIGH: f64 = 80.0;
 
 /// What the pool looks like when the autoscaler decides.
@@ -33,8 +39,10 @@ pub struct PoolView {
 /// The size the pool should have, within [min, max]. One step at a time.
 pub fn decide(r: Reading, pool: PoolView, min: usize, max: usize) -> usize {
     let size = pool.size.clamp(min, max);
-    let target = if r.cpu_percent >= CPU_HIGH || r.memory_percent >= MEMORY_HIGH {
+    let target = if r.cpu_percent >= CPU_SATURATED || r.memory_percent >= MEMORY_HIGH {
         size.saturating_sub(1)
+    } else if r.cpu_percent >= CPU_HIGH {
+        size
     } else if pool.backlog && pool.busy >= size {
         size + 1
     } else if !pool.backlog && pool.busy < size / 2 {
@@ -110,6 +118,19 @@ mod tests {
             assert!((1..=10).contains(&size));
         }
         assert_eq!(size, 10);
+    }
+
+    #[test]
+    fn busy_cpu_holds_the_pool_and_only_saturation_shrinks_it() {
+        let busy = PoolView {
+            size: 5,
+            busy: 5,
+            backlog: true,
+        };
+        assert_eq!(decide(r(75.0), busy, 1, 10), 5);
+        assert_eq!(decide(r(89.0), busy, 1, 10), 5);
+        assert_eq!(decide(r(90.0), busy, 1, 10), 4);
+        assert_eq!(decide(r(69.0), busy, 1, 10), 6);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+pub use crate::prefetch::Prefetch;
+
 /// How the engine runs. `validate` names the first bad field.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineConfig {
@@ -16,8 +18,8 @@ pub struct EngineConfig {
     pub autoscale_cooldown: Duration,
     /// Most jobs one claim takes.
     pub claim_batch: u32,
-    /// Claimed-but-not-started jobs kept per free worker (prefetch), at least 1.
-    pub prefetch_per_worker: u32,
+    /// Claimed-but-not-started jobs kept ahead of the pool (see [`Prefetch`]).
+    pub prefetch: Prefetch,
     /// Fallback poll when no wake-up arrives.
     pub poll_interval: Duration,
     /// Whether the fallback poll also claims for waiting remote fetches: needed only
@@ -67,7 +69,7 @@ impl Default for EngineConfig {
             autoscale_interval: Duration::from_secs(5),
             autoscale_cooldown: Duration::from_secs(15),
             claim_batch: 100,
-            prefetch_per_worker: 2,
+            prefetch: Prefetch::default(),
             poll_interval: Duration::from_secs(5),
             fetch_on_poll: false,
             lease: Duration::from_secs(30),

@@ -13,7 +13,7 @@ use kyu_actors::store::ListJobs;
 use kyu_actors::testkit::{ManualClock, MemoryStore};
 use kyu_actors::{
     Clock, Engine, EngineConfig, EngineEvent, Handler, JobContext, JobError, JobStatus, NewJob,
-    Priority, Reading, ResourceProbe, Store,
+    Prefetch, Priority, Reading, ResourceProbe, Store,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
@@ -34,7 +34,7 @@ fn config(workers: usize) -> EngineConfig {
         min_workers: 1,
         max_workers: workers.max(10),
         autoscale: false,
-        prefetch_per_worker: 1,
+        prefetch: Prefetch::PerWorker(1),
         poll_interval: Duration::from_millis(50),
         rescue_interval: Duration::from_millis(50),
         aging_bound: Duration::from_secs(3600),
@@ -257,7 +257,7 @@ async fn a_low_priority_job_starts_within_the_aging_bound() {
 async fn a_rate_limited_provider_does_not_delay_another() {
     let recorder = Arc::new(Recorder(Arc::new(Mutex::new(Vec::new()))));
     let cfg = EngineConfig {
-        prefetch_per_worker: 4,
+        prefetch: Prefetch::PerWorker(4),
         ..config(4)
     };
     let clock = Arc::new(ManualClock::fixed());
@@ -665,7 +665,7 @@ impl Handler for CoolsDown {
 async fn retry_after_cools_down_only_that_provider_until_then() {
     let recorder = Arc::new(Recorder(Arc::new(Mutex::new(Vec::new()))));
     let cfg = EngineConfig {
-        prefetch_per_worker: 4,
+        prefetch: Prefetch::PerWorker(4),
         ..config(4)
     };
     let wide = Limit {
@@ -801,4 +801,50 @@ async fn a_snoozed_job_waits_without_spending_attempts_or_recording_errors() {
     assert_eq!(job.attempts, 1);
     assert_eq!(job.result, Some(json!("done")));
     h.stop().await;
+}
+
+/// Long jobs are not hoarded: two nodes of two slots each share four jobs that run
+/// until stopped, and all four start — two on each node — instead of one node holding
+/// two of them claimed behind its busy slots (what a fixed prefetch of one per worker
+/// would do) while the other idles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_jobs_are_claimed_one_per_free_slot_across_nodes() {
+    let clock = Arc::new(ManualClock::fixed());
+    let store = Arc::new(MemoryStore::new(clock.clone()));
+    let jobs: Vec<NewJob> = (0..4)
+        .map(|i| NewJob::new("block", json!({ "i": i })))
+        .collect();
+    store.enqueue_many(jobs).await.unwrap();
+    let cfg = EngineConfig {
+        prefetch: Prefetch::default(),
+        ..config(2)
+    };
+    let mut a = start_on(
+        store.clone(),
+        clock.clone(),
+        cfg.clone(),
+        vec![("block", Arc::new(Block))],
+        |b| b,
+    )
+    .await;
+    let mut started_a = 0;
+    a.until("two start on the first node", |e| {
+        if matches!(e, EngineEvent::Started(..)) {
+            started_a += 1;
+        }
+        started_a == 2
+    })
+    .await;
+    let mut b = start_on(store, clock, cfg, vec![("block", Arc::new(Block))], |b| b).await;
+    let mut started_b = 0;
+    b.until("the other two start on the second node", |e| {
+        if matches!(e, EngineEvent::Started(..)) {
+            started_b += 1;
+        }
+        started_b == 2
+    })
+    .await;
+    assert_eq!(a.engine.stats().await.prefetched, 0);
+    a.stop().await;
+    b.stop().await;
 }

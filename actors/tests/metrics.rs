@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use kyu_actors::rate_limit::Limit;
 use kyu_actors::telemetry::*;
 use kyu_actors::testkit::{ManualClock, MemoryStore};
-use kyu_actors::{Engine, EngineConfig, EngineEvent, Handler, JobContext, JobError, NewJob, Store};
+use kyu_actors::{
+    Engine, EngineConfig, EngineEvent, Handler, JobContext, JobError, NewJob, Prefetch, Store,
+};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
@@ -113,7 +115,7 @@ fn config() -> EngineConfig {
         min_workers: 1,
         max_workers: 10,
         autoscale: false,
-        prefetch_per_worker: 1,
+        prefetch: Prefetch::PerWorker(1),
         poll_interval: Duration::from_millis(50),
         rescue_interval: Duration::from_millis(50),
         backoff_base: Duration::ZERO,

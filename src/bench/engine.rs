@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kyu_actors::{Engine, EngineConfig, EngineEvent, NewJob, Store};
+use kyu_actors::{Engine, EngineConfig, EngineEvent, NewJob, Prefetch, Store};
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -109,16 +109,23 @@ pub(crate) async fn open_scratch(url: Option<&str>) -> anyhow::Result<(Arc<dyn S
     Ok((crate::store::open(&db, opts).await?, guard))
 }
 
-pub(crate) fn config(concurrency: usize, prefetch: u32) -> EngineConfig {
+/// A fixed pool of `concurrency` workers; prefetch and claim size are kyu's defaults
+/// unless the run is tuned.
+pub(crate) fn config(
+    concurrency: usize,
+    prefetch: Option<u32>,
+    claim_batch: Option<u32>,
+) -> EngineConfig {
     let c = concurrency.max(1);
+    let d = EngineConfig::default();
     EngineConfig {
         workers: c,
         min_workers: c,
         max_workers: c,
         autoscale: false,
-        claim_batch: 1000,
-        prefetch_per_worker: prefetch,
-        ..EngineConfig::default()
+        claim_batch: claim_batch.unwrap_or(d.claim_batch),
+        prefetch: prefetch.map_or(d.prefetch, Prefetch::PerWorker),
+        ..d
     }
 }
 
@@ -139,7 +146,7 @@ async fn one_run(store: Arc<dyn Store>, args: &BenchArgs) -> anyhow::Result<RunF
     let t0 = Instant::now();
     let engine = Engine::builder()
         .store(store.clone())
-        .config(config(args.concurrency, args.prefetch))
+        .config(config(args.concurrency, args.prefetch, args.claim_batch))
         .events(tx)
         .start()
         .await?;

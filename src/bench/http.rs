@@ -58,7 +58,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<HttpBenchReport> {
         let engine = Arc::new(
             kyu_actors::Engine::builder()
                 .store(store.clone())
-                .config(config(args.concurrency, args.prefetch))
+                .config(config(args.concurrency, args.prefetch, args.claim_batch))
                 .start()
                 .await?,
         );

@@ -29,6 +29,7 @@ use crate::error::JobError;
 use crate::events::EngineEvent;
 use crate::handler::{JobContext, Progress};
 use crate::job::Job;
+use crate::prefetch::Appetite;
 use crate::rate_limit::RateLimits;
 use crate::remote::PendingFetch;
 use crate::run::{RunResult, outcome_for, run_attempt};
@@ -68,8 +69,8 @@ pub enum DispatcherMsg {
     DueTimer,
     /// The one look again after an empty claim ([`RECHECK_AFTER`]).
     Recheck,
-    /// A claim for this many jobs returned.
-    Claimed(u32, Result<Vec<Job>, StoreError>),
+    /// A claim for this many jobs returned, after this long.
+    Claimed(u32, Result<Vec<Job>, StoreError>, Duration),
     Finished(Uuid, RunResult),
     Renew,
     Renewed(Result<Vec<LeaseState>, StoreError>),
@@ -117,6 +118,8 @@ pub struct DispatcherState {
     /// Claims in flight, and the jobs they asked for.
     claims_in_flight: usize,
     requested: usize,
+    /// Measured job and claim times: how far ahead to claim.
+    appetite: Appetite,
     /// A wake-up came while a claim was in flight: claim again when it returns.
     rewake: bool,
     /// The current claim comes from a [`DispatcherMsg::Recheck`]: if it is empty too,
@@ -172,7 +175,14 @@ impl DispatcherState {
 
     /// How many claimed-but-unstarted jobs to keep.
     fn prefetch_target(&self) -> usize {
-        self.pool_size * self.deps.config.prefetch_per_worker.max(1) as usize
+        let free = self.pool_size.saturating_sub(self.running.len());
+        let running_for = self
+            .running
+            .values()
+            .map(|r| r.started.elapsed().as_secs_f64())
+            .fold(0.0, f64::max);
+        self.appetite
+            .target(self.deps.config.prefetch, self.pool_size, free, running_for)
     }
 
     async fn pump(&mut self, me: &ActorRef<DispatcherMsg>) {
@@ -186,7 +196,11 @@ impl DispatcherState {
         // second claim may overlap the first, so fast jobs do not wait a round trip.
         let target = self.prefetch_target();
         let have = self.pending.len() + self.requested;
-        if self.claims_in_flight < MAX_CLAIMS_IN_FLIGHT && have <= target / 2 {
+        let free = self.pool_size.saturating_sub(self.running.len());
+        if self.claims_in_flight < MAX_CLAIMS_IN_FLIGHT
+            && have < target
+            && (have < free || have <= target / 2)
+        {
             let limit = (target.saturating_sub(have) as u32).clamp(1, self.deps.config.claim_batch);
             self.claims_in_flight += 1;
             self.requested += limit as usize;
@@ -201,8 +215,9 @@ impl DispatcherState {
             let store = self.deps.store.clone();
             let me = me.clone();
             tokio::spawn(async move {
+                let sent = tokio::time::Instant::now();
                 let r = store.claim(&params).await;
-                let _ = me.cast(DispatcherMsg::Claimed(params.limit, r));
+                let _ = me.cast(DispatcherMsg::Claimed(params.limit, r, sent.elapsed()));
             });
         }
     }
@@ -311,9 +326,11 @@ impl DispatcherState {
             return;
         };
         self.publish_workers();
+        let ran = run.started.elapsed().as_secs_f64();
+        self.appetite.job_ran(ran);
         metrics::histogram!(telemetry::JOB_RUN_SECONDS,
             "queue" => run.job.queue.clone(), "type" => run.job.job_type.clone())
-        .record(run.started.elapsed().as_secs_f64());
+        .record(ran);
         if let (
             RunResult::Err(JobError::RateLimited {
                 retry_after: Some(after),
@@ -626,6 +643,7 @@ impl Actor for Dispatcher {
             pending: VecDeque::new(),
             running: HashMap::new(),
             claims_in_flight: 0,
+            appetite: Appetite::default(),
             requested: 0,
             rewake: false,
             rechecking: false,
@@ -671,8 +689,11 @@ impl Actor for Dispatcher {
                 }
                 st.pump(&me).await;
             }
-            DispatcherMsg::Claimed(limit, r) => {
+            DispatcherMsg::Claimed(limit, r, took) => {
                 st.claims_in_flight = st.claims_in_flight.saturating_sub(1);
+                if r.is_ok() {
+                    st.appetite.claim_took(took.as_secs_f64());
+                }
                 st.requested = st.requested.saturating_sub(limit as usize);
                 match r {
                     Ok(jobs) => {

@@ -12,6 +12,7 @@ import { AckBatcher } from "./acks.js";
 import { JobCanceled, JobTimedOut, LeaseLost, WorkerShutdown } from "./aborts.js";
 import { HeldJob, type JobContext, type WorkerJob } from "./lease.js";
 import { NonRetryable, reportForError } from "./outcomes.js";
+import { Pacing } from "./pacing.js";
 import { fetchJobs, sendAcks, stopWorker, type Ack, type LeasedJob } from "./protocol.js";
 
 export const VERSION = "ts-0.1.0";
@@ -29,7 +30,7 @@ export interface WorkerOptions {
   handlers: Record<string, Handler>;
   /** Jobs run at once (default 10). */
   concurrency?: number;
-  /** Jobs fetched ahead of free slots, waiting in the worker (default: `concurrency`; 0 for none). They are leased, so other workers do not get them. */
+  /** Most jobs fetched ahead of free slots, waiting in the worker (default 100; 0 for none). Only while jobs are short next to a fetch (measured): they are leased meanwhile, so other workers do not get them. */
   prefetch?: number;
   /** Only jobs of these queues (default: any). */
   queues?: string[];
@@ -61,7 +62,7 @@ export class Worker {
   private readonly handlers: Record<string, Handler>;
   private readonly types: string[];
   private readonly concurrency: number;
-  private readonly prefetch: number;
+  private readonly pacing: Pacing;
   private readonly waitMs: number;
   private graceMs: number;
   private readonly logger: Logger;
@@ -70,7 +71,7 @@ export class Worker {
   private readonly held = new Map<string, HeldJob>();
   /** Fetched, not started. */
   private readonly waiting: HeldJob[] = [];
-  private readonly running = new Map<string, Promise<void>>();
+  private readonly running = new Map<string, { at: number; done: Promise<void> }>();
   private stopping = false;
   private wakeUp: (() => void) | null = null;
   private cutGrace: (() => void) | null = null;
@@ -85,7 +86,7 @@ export class Worker {
     this.types = Object.keys(options.handlers);
     if (this.types.length === 0) throw new TypeError("Worker needs at least one handler");
     this.concurrency = Math.max(1, options.concurrency ?? 10);
-    this.prefetch = Math.max(0, options.prefetch ?? this.concurrency);
+    this.pacing = new Pacing(this.concurrency, Math.max(0, options.prefetch ?? 100));
     this.waitMs = options.waitMs ?? 30_000;
     this.graceMs = options.graceMs ?? 10_000;
     this.logger = options.logger ?? console;
@@ -118,8 +119,12 @@ export class Worker {
     try {
       let failures = 0;
       while (!this.stopping) {
-        const room = this.concurrency + this.prefetch - this.held.size;
-        if (room <= 0 || this.waiting.length > 0) {
+        const capacity = this.concurrency + this.pacing.ahead(this.oldestRunningMs());
+        const room = capacity - this.held.size;
+        // With jobs waiting for a slot, fetch again once half the capacity is free:
+        // the next fetch is on its way while those run, and stays large.
+        const lowWater = this.waiting.length === 0 ? 1 : Math.max(1, Math.ceil(capacity / 2));
+        if (room < lowWater) {
           await this.nextWake();
           continue;
         }
@@ -144,6 +149,7 @@ export class Worker {
 
   private async fetchOnce(max: number): Promise<void> {
     this.fetchAbort = new AbortController();
+    const asked = performance.now();
     try {
       const answer = await fetchJobs(this.client, {
         worker_id: this.id,
@@ -156,6 +162,7 @@ export class Worker {
         version: VERSION,
       }, this.fetchAbort.signal);
       this.fetchAbort = null;
+      if (answer.jobs.length > 0) this.pacing.fetched(performance.now() - asked);
       for (const wire of answer.jobs) this.take(wire);
       if (answer.stop) this.requestStop();
     } finally {
@@ -173,15 +180,25 @@ export class Worker {
     this.pump();
   }
 
+  /** How long the job running longest has run so far (0 with none). */
+  private oldestRunningMs(): number {
+    let oldest = Infinity;
+    for (const started of this.running.values()) oldest = Math.min(oldest, started.at);
+    return oldest === Infinity ? 0 : performance.now() - oldest;
+  }
+
   private pump(): void {
     while (!this.stopping && this.running.size < this.concurrency && this.waiting.length > 0) {
       const held = this.waiting.shift() as HeldJob;
       const id = held.job.id;
-      this.running.set(id, this.execute(held).finally(() => {
+      const at = performance.now();
+      const done = this.execute(held).finally(() => {
         this.running.delete(id);
+        this.pacing.jobRan(performance.now() - at);
         this.pump();
         this.wake();
-      }));
+      });
+      this.running.set(id, { at, done });
     }
   }
 
@@ -237,7 +254,7 @@ export class Worker {
         this.cutGrace = r;
         setTimeout(r, this.graceMs).unref();
       });
-      await Promise.race([Promise.allSettled(this.running.values()), grace]);
+      await Promise.race([Promise.allSettled([...this.running.values()].map((r) => r.done)), grace]);
     }
     for (const held of [...this.held.values()]) {
       held.abort(new WorkerShutdown(`worker ${this.id} stopped before job ${held.job.id} ended`));

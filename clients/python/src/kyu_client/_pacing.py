@@ -1,19 +1,19 @@
 """How many jobs a worker asks for, and when.
 
 Without prefetch a slot idles for one fetch round trip after each job: nothing for
-hour-long jobs, most of the time for millisecond ones. So the worker holds up to
-``prefetch`` extra jobs, but only while jobs are short next to a fetch (under
-``SHORT_FACTOR`` round trips): then the extra leases pay for themselves, whereas with
-long jobs they would only keep work from idle workers elsewhere. With prefetch on, it
-fetches once that many slots are free, for all free room at once, so fetches stay
-large instead of one job each.
+hour-long jobs, most of the time for millisecond ones. While a fetch is on its way each
+slot finishes about ``fetch time / job time`` jobs, so the worker holds twice that per
+slot beyond its free slots (at most ``prefetch``): a flood of short jobs comes in large
+fetches. Before both times are known, and when jobs run longer than half a fetch, it
+holds nothing ahead: leased jobs would only wait here while other workers idle. With
+jobs held ahead it fetches again once half its capacity is free, for all of it at once,
+so fetches stay large instead of one job each.
 """
 
 from __future__ import annotations
 
-SHORT_FACTOR = 4.0
-ALPHA = 0.2  # weight of the newest sample in the moving averages
-MAX_FETCH = 100
+ALPHA = 0.1  # weight of the newest sample in the moving averages
+MAX_FETCH = 100  # kyu hands out at most this many jobs per fetch
 
 
 class Pacing:
@@ -28,21 +28,22 @@ class Pacing:
         return sample if old is None else old + ALPHA * (sample - old)
 
     def job_ran(self, seconds: float) -> None:
-        self.job_seconds = self._average(self.job_seconds, seconds)
+        self.job_seconds = self._average(self.job_seconds, max(0.0, seconds))
 
     def fetched(self, seconds: float) -> None:
         """A fetch that brought jobs (a long poll's waiting says nothing of the trip)."""
-        self.fetch_seconds = self._average(self.fetch_seconds, seconds)
+        self.fetch_seconds = self._average(self.fetch_seconds, max(0.0, seconds))
 
     def extra(self) -> int:
-        """Prefetch in force: all of it while jobs are short, none before we know."""
-        if self.job_seconds is None or self.fetch_seconds is None:
+        """Jobs to hold beyond the free slots."""
+        if not self.prefetch or self.job_seconds is None or self.fetch_seconds is None:
             return 0
-        short = self.job_seconds < SHORT_FACTOR * self.fetch_seconds
-        return self.prefetch if short else 0
+        per_slot = 2 * self.fetch_seconds / max(self.job_seconds, 1e-6)
+        return min(self.prefetch, int(self.concurrency * per_slot))
 
     def fetch_size(self, in_hand: int) -> int:
         """Jobs to ask for now; 0 means wait until more slots are free."""
-        extra = self.extra()
-        free = self.concurrency + extra - in_hand
-        return min(free, MAX_FETCH) if free >= max(1, extra) else 0
+        capacity = self.concurrency + self.extra()
+        free = capacity - in_hand
+        low_water = max(1, capacity // 2) if in_hand >= self.concurrency else 1
+        return min(free, MAX_FETCH) if free >= low_water else 0

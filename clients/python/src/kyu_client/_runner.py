@@ -113,6 +113,9 @@ class JobRun:
     async def run(self) -> None:
         work = self._work = asyncio.create_task(self._execute(), name=f"kyu-job-{self.job_id}")
         work.add_done_callback(lambda _: self._env.on_work_done(self._ran_for()))
+        # Most jobs end long before their first heartbeat is due: give the handler one
+        # turn of the loop before setting up the supervision's timers.
+        await asyncio.sleep(0)
         last_hb = time.monotonic()
         next_hb = last_hb + self._hb_every
         while not work.done():

@@ -78,7 +78,7 @@ class Worker:
         self.handlers = dict(handlers)
         self.concurrency = concurrency
         self.queues = list(queues) if queues is not None else None
-        self.prefetch = concurrency if prefetch is None else prefetch
+        self.prefetch = 100 if prefetch is None else prefetch
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.shutdown_grace = shutdown_grace
@@ -129,7 +129,7 @@ class Worker:
         if self._stop_requested:
             self._stop_event.set()
         self._pacing = Pacing(self.concurrency, self.prefetch)
-        pool = self.concurrency + self.prefetch + 4
+        pool = self.concurrency + min(self.prefetch, 16) + 4
         protocol = Protocol(self.url, self.token, USER_AGENT, pool_size=pool)
         acks = AckBatcher(protocol.acks, interval=self._ack_interval, max_batch=self._ack_batch)
         acks.start()
