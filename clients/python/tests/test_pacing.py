@@ -20,8 +20,8 @@ def test_short_jobs_are_fetched_far_ahead_up_to_prefetch() -> None:
     p = measured(0.0001, 0.002)  # 40 jobs per slot per round trip
     assert p.extra() == 100
     assert p.fetch_size(0) == 100  # one fetch brings at most 100
-    assert p.fetch_size(60) == 50  # half the capacity is free: fetch it all
-    assert p.fetch_size(61) == 0  # wait for more room
+    assert p.fetch_size(55) == 55  # half the capacity is free: fetch all of it
+    assert p.fetch_size(56) == 0  # wait for more room
     assert measured(0.0001, 0.002, prefetch=0).fetch_size(10) == 0
 
 
