@@ -133,7 +133,7 @@ impl AppState {
 /// The API's routes with their limits and error handling.
 pub fn router(state: AppState) -> Router {
     let limit = state.limits.max_body_bytes;
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
@@ -167,11 +167,19 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(Extension(BodyLimit(limit)))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+        .layer(CatchPanicLayer::custom(panic_response));
+    // Only when limits are on: no cost per request otherwise.
+    let router = match &state.rate_limit {
+        Some(l) => router.layer(axum::middleware::from_fn_with_state(
+            rate_limit::Enforcer {
+                limiter: l.clone(),
+                tokens: state.tokens.clone(),
+            },
             rate_limit::enforce,
-        ))
+        )),
+        None => router,
+    };
+    router
         .layer(axum::middleware::from_fn(observe::track))
         .with_state(state)
 }

@@ -41,7 +41,6 @@ use kyu_actors::telemetry::{API_RATE_LIMIT_SHARED, API_RATE_LIMITED};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use super::AppState;
 use super::auth::{Role, TokenEntry, authenticate, bearer_token};
 use super::error::ApiError;
 
@@ -228,8 +227,9 @@ impl MemoryCounters {
         }
         let ws = g.clients.entry(client.to_owned()).or_default();
         let shape = [(quota.per_minute, MINUTE), (quota.per_hour, HOUR)];
-        for (w, (_, len)) in ws.iter_mut().zip(shape) {
-            if w.ends.is_none_or(|e| e <= now) {
+        for (w, (limit, len)) in ws.iter_mut().zip(shape) {
+            // An unlimited window stays closed, so it keeps no entry alive.
+            if limit > 0 && w.ends.is_none_or(|e| e <= now) {
                 *w = Window {
                     count: 0,
                     ends: Some(now + len),
@@ -345,16 +345,20 @@ pub(crate) fn client_key(client: &str) -> String {
     h[..12].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What the middleware needs: the limiter and the tokens that name clients.
+#[derive(Clone)]
+pub struct Enforcer {
+    pub limiter: Arc<ApiRateLimiter>,
+    pub tokens: Arc<[TokenEntry]>,
+}
+
 /// The middleware: counts `/api/…` requests and refuses those over the limit.
-pub async fn enforce(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(limiter) = st.rate_limit.clone() else {
-        return next.run(req).await;
-    };
+pub async fn enforce(State(e): State<Enforcer>, req: Request, next: Next) -> Response {
     if !req.uri().path().starts_with("/api/") {
         return next.run(req).await;
     }
-    let (client, role) = client_of(&req, &st.tokens);
-    let Some(d) = limiter.check(&client, role).await else {
+    let (client, role) = client_of(&req, &e.tokens);
+    let Some(d) = e.limiter.check(&client, role).await else {
         return next.run(req).await;
     };
     if !d.allowed {
@@ -435,6 +439,18 @@ mod tests {
         assert_eq!(d.window.limit, 3);
         assert_eq!(d.headers()[1], ("ratelimit-remaining", 2));
         assert!(m.hit("a", q(0, 0), Instant::now()).is_none());
+    }
+
+    #[test]
+    fn idle_clients_are_forgotten() {
+        let m = MemoryCounters::default();
+        let t0 = Instant::now();
+        for i in 0..100 {
+            m.hit(&format!("c{i}"), q(10, 0), t0);
+        }
+        m.hit("late", q(10, 0), t0 + MINUTE + Duration::from_secs(1));
+        let n = m.inner.lock().expect("lock").clients.len();
+        assert_eq!(n, 1, "only the client whose window runs is kept");
     }
 
     #[test]
