@@ -44,10 +44,13 @@ pub struct Link {
 /// keeper has made it.
 enum Shared {
     Single(ConnectionManager),
-    Cluster {
-        client: ClusterClient,
-        conn: std::sync::Mutex<Option<redis::cluster_async::ClusterConnection>>,
-    },
+    Cluster(Box<ClusterShared>),
+}
+
+/// A cluster's client (it makes the connection) and the connection once made.
+struct ClusterShared {
+    client: ClusterClient,
+    conn: std::sync::Mutex<Option<redis::cluster_async::ClusterConnection>>,
 }
 
 impl Link {
@@ -70,10 +73,10 @@ impl Link {
                     .set_max_delay(Duration::from_millis(200));
                 Shared::Single(ConnectionManager::new_lazy_with_config(client, config)?)
             }
-            RedisTarget::Cluster(nodes) => Shared::Cluster {
+            RedisTarget::Cluster(nodes) => Shared::Cluster(Box::new(ClusterShared {
                 client: RedisTarget::cluster_client(&nodes, PING_TIMEOUT, None)?,
                 conn: std::sync::Mutex::new(None),
-            },
+            })),
         };
         let link = Arc::new(Link {
             conn,
@@ -102,7 +105,8 @@ impl Link {
     fn any_conn(&self) -> Option<RedisConn> {
         match &self.conn {
             Shared::Single(c) => Some(RedisConn::Managed(c.clone())),
-            Shared::Cluster { conn, .. } => conn
+            Shared::Cluster(c) => c
+                .conn
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone()
@@ -112,7 +116,7 @@ impl Link {
 
     /// Whether `REDIS_URL` names a cluster.
     pub fn is_cluster(&self) -> bool {
-        matches!(self.conn, Shared::Cluster { .. })
+        matches!(self.conn, Shared::Cluster(_))
     }
 
     /// Whether Redis answered last time anyone asked.
@@ -141,9 +145,10 @@ impl Link {
 
     /// Makes the cluster connection (discovers the slots); kept for the link's life.
     async fn connect_cluster(&self) -> Result<RedisConn, String> {
-        let Shared::Cluster { client, conn } = &self.conn else {
+        let Shared::Cluster(cluster) = &self.conn else {
             return Err("not a cluster".into());
         };
+        let ClusterShared { client, conn } = &**cluster;
         let c = tokio::time::timeout(PING_TIMEOUT * 3, client.get_async_connection())
             .await
             .map_err(|_| format!("cluster not reached within {:?}", PING_TIMEOUT * 3))?
