@@ -98,3 +98,17 @@ pub fn document(job_types: &[String], max_batch: usize) -> Value {
     }
     doc
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_routes_document_the_rate_limit_answer() {
+        let doc = document(&["echo".to_owned()], 10);
+        let limited = &doc["paths"]["/api/v1/jobs"]["post"]["responses"]["429"];
+        assert!(limited["headers"]["Retry-After"].is_object(), "{limited}");
+        assert!(limited["headers"]["RateLimit-Remaining"].is_object());
+        assert!(doc["paths"]["/healthz"]["get"]["responses"]["429"].is_null());
+    }
+}
