@@ -40,6 +40,10 @@ pub const KEYS: &[&str] = &[
     "KYU_MAX_BATCH",
     "KYU_HEADER_READ_TIMEOUT",
     "KYU_MAX_CONNECTIONS",
+    "KYU_API_RATE_LIMIT_PER_MINUTE",
+    "KYU_API_RATE_LIMIT_PER_HOUR",
+    "KYU_API_RATE_LIMIT_ROLES",
+    "KYU_API_RATE_LIMIT_STORAGE",
     "AI_REQUEST_TIMEOUT",
     "AI_MAX_CONCURRENT_REQUESTS",
     "AI_FALLBACK_ENABLED",
@@ -126,6 +130,8 @@ pub struct Settings {
     pub header_read_timeout: Duration,
     /// Open connections at most; more wait in the listen backlog (`KYU_MAX_CONNECTIONS`).
     pub max_connections: usize,
+    /// Requests per client per minute and hour (`KYU_API_RATE_LIMIT_*`; off by default).
+    pub api_rate_limit: crate::api::rate_limit::RateLimitSettings,
     /// AI provider calls (used by the provider handlers).
     pub ai_request_timeout: Duration,
     pub ai_max_concurrent_requests: usize,
@@ -200,6 +206,7 @@ impl Default for Settings {
             max_batch: 1000,
             header_read_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            api_rate_limit: Default::default(),
             ai_request_timeout: Duration::from_secs(30),
             ai_max_concurrent_requests: 10,
             ai_fallback_enabled: true,
@@ -463,6 +470,25 @@ impl Settings {
         s.max_connections = env
             .parse("KYU_MAX_CONNECTIONS", "a whole number")?
             .unwrap_or(s.max_connections);
+        s.api_rate_limit.default.per_minute = env
+            .parse(
+                "KYU_API_RATE_LIMIT_PER_MINUTE",
+                "a whole number (0: no limit)",
+            )?
+            .unwrap_or(s.api_rate_limit.default.per_minute);
+        s.api_rate_limit.default.per_hour = env
+            .parse(
+                "KYU_API_RATE_LIMIT_PER_HOUR",
+                "a whole number (0: no limit)",
+            )?
+            .unwrap_or(s.api_rate_limit.default.per_hour);
+        if let Some(v) = env.raw("KYU_API_RATE_LIMIT_ROLES") {
+            s.api_rate_limit.roles = crate::api::rate_limit::parse_role_quotas(v)
+                .map_err(|m| Env::bad("KYU_API_RATE_LIMIT_ROLES", v, m))?;
+        }
+        s.api_rate_limit.storage = env
+            .parse("KYU_API_RATE_LIMIT_STORAGE", "auto, redis or memory")?
+            .unwrap_or(s.api_rate_limit.storage);
         s.ai_request_timeout = env
             .duration("AI_REQUEST_TIMEOUT")?
             .unwrap_or(s.ai_request_timeout);
@@ -621,6 +647,21 @@ impl Settings {
         }
         if self.rescue_interval.is_zero() {
             return bad("KYU_RESCUE_INTERVAL", "0".into(), "expected more than 0");
+        }
+        if let Some(url) = &self.redis_url
+            && let Err(m) = crate::redis::RedisTarget::parse(url)
+        {
+            // The URL may hold a password: not echoed back.
+            return bad("REDIS_URL", "…".into(), &m);
+        }
+        if self.api_rate_limit.storage == crate::api::rate_limit::Storage::Redis
+            && self.redis_url.is_none()
+        {
+            return bad(
+                "KYU_API_RATE_LIMIT_STORAGE",
+                "redis".into(),
+                "needs REDIS_URL (or use auto or memory)",
+            );
         }
         if let Err(m) = crate::wake::transport(self) {
             return bad("KYU_WAKE", self.wake.to_string(), &m);
@@ -826,6 +867,49 @@ mod tests {
         assert_eq!(e.key, "KYU_RATE_LIMITS");
         let e = Settings::from_env(&Env::from_pairs([("GROQ_BASE_URL", "ftp://x")])).unwrap_err();
         assert_eq!(e.key, "GROQ_BASE_URL");
+    }
+
+    #[test]
+    fn api_rate_limits_read_and_name_their_key() {
+        use crate::api::rate_limit::{Quota, Storage};
+        let s = Settings::from_env(&Env::from_pairs([])).unwrap();
+        assert!(!s.api_rate_limit.any(), "off by default");
+        let s = Settings::from_env(&Env::from_pairs([
+            ("KYU_API_RATE_LIMIT_PER_MINUTE", "60"),
+            ("KYU_API_RATE_LIMIT_PER_HOUR", "1000"),
+            ("KYU_API_RATE_LIMIT_ROLES", "worker=0/0,anonymous=10/100"),
+            ("KYU_API_RATE_LIMIT_STORAGE", "memory"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.api_rate_limit.quota("user"),
+            Quota {
+                per_minute: 60,
+                per_hour: 1000
+            }
+        );
+        assert!(s.api_rate_limit.quota("worker").is_unlimited());
+        assert_eq!(s.api_rate_limit.quota("anonymous").per_minute, 10);
+        assert_eq!(s.api_rate_limit.storage, Storage::Memory);
+        for (k, v) in [
+            ("KYU_API_RATE_LIMIT_PER_MINUTE", "-1"),
+            ("KYU_API_RATE_LIMIT_PER_HOUR", "lots"),
+            ("KYU_API_RATE_LIMIT_ROLES", "root=1/1"),
+            ("KYU_API_RATE_LIMIT_STORAGE", "disk"),
+            ("KYU_API_RATE_LIMIT_STORAGE", "redis"),
+        ] {
+            let e = Settings::from_env(&Env::from_pairs([(k, v)])).unwrap_err();
+            assert_eq!(e.key, k, "{v}");
+        }
+        let e =
+            Settings::from_env(&Env::from_pairs([("REDIS_URL", "redis+cluster://a")])).unwrap_err();
+        assert_eq!(e.key, "REDIS_URL");
+        let s = Settings::from_env(&Env::from_pairs([(
+            "REDIS_URL",
+            "redis+cluster://127.0.0.1:7000,127.0.0.1:7001",
+        )]))
+        .unwrap();
+        assert!(s.redis_url.is_some());
     }
 
     #[test]

@@ -88,7 +88,11 @@ pub async fn run(s: Settings, with_engine: bool) -> anyhow::Result<()> {
         handlers,
         bus.publisher()?,
     )
-    .with_node_dead_after(s.node_dead_after);
+    .with_node_dead_after(s.node_dead_after)
+    .with_rate_limit(api::rate_limit::ApiRateLimiter::new(
+        s.api_rate_limit.clone(),
+        redis.clone(),
+    ));
     // Remote workers are nodes too: their rows keep them alive for every node.
     state
         .remote

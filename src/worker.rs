@@ -85,7 +85,7 @@ pub fn redis_link(s: &Settings) -> anyhow::Result<Option<Arc<crate::redis::Link>
         .as_deref()
         .map(|url| {
             crate::redis::Link::open(url, &s.redis_prefix)
-                .context("bad REDIS_URL (expected redis://HOST:PORT[/DB])")
+                .context("bad REDIS_URL (expected redis://HOST:PORT[/DB] or redis+cluster://HOST:PORT,HOST:PORT)")
         })
         .transpose()
 }

@@ -12,6 +12,8 @@
 //!   running (polling), nothing is lost or doubled, and the api's `kyu_redis_up` goes 0
 //!   and back to 1.
 //! - The same four-worker run on MariaDB without Redis.
+//! - The Redis cases again on a private 3-master Redis Cluster (`redis+cluster://`):
+//!   wake-ups, the shared provider buckets and the outage all go through it.
 //!
 //! Figures (drain time, jobs/s, each node's share, duplicates) are printed, not asserted.
 //! The tests run one at a time (two 5-process clusters would share 2 cores).
@@ -23,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use common::TempDir;
 use common::cluster::{Backend, Cluster, Options, Redis, Verdict, database, gauge};
+use common::redis_cluster::{AnyRedis, RedisCluster};
 use kyu::engine::JobStatus;
 use uuid::Uuid;
 
@@ -70,17 +73,32 @@ fn assert_spread(v: &Verdict, pids: &[u32]) {
     }
 }
 
-/// Four workers and an api drain `jobs` jobs exactly once, spread over all four.
-async fn drain_exactly_once(tag: &str, backend: Backend, with_redis: bool, jobs: usize) {
+/// Which Redis a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WithRedis {
+    No,
+    Server,
+    Cluster,
+}
+
+/// Starts the Redis `with` asks for in `dir`: `None` to skip the test (not installed),
+/// `Some(None)` for no Redis.
+fn start_redis(with: WithRedis, dir: &std::path::Path) -> Option<Option<AnyRedis>> {
+    match with {
+        WithRedis::No => Some(None),
+        WithRedis::Server => Redis::start(dir).map(|r| Some(AnyRedis::Server(r))),
+        WithRedis::Cluster => RedisCluster::start(dir).map(|c| Some(AnyRedis::Cluster(c))),
+    }
+}
+
+/// Four workers and an api drain `jobs` jobs exactly once, spread over all four. With
+/// Redis every job names a provider, so each start takes a token from the shared bucket
+/// there (the limit far above the run's rate).
+async fn drain_exactly_once(tag: &str, backend: Backend, with_redis: WithRedis, jobs: usize) {
     let _one = SERIAL.lock().await;
     let redis_dir = TempDir::new(&format!("{tag}-redis"));
-    let redis = if with_redis {
-        match Redis::start(redis_dir.path()) {
-            Some(r) => Some(r),
-            None => return,
-        }
-    } else {
-        None
+    let Some(redis) = start_redis(with_redis, redis_dir.path()) else {
+        return;
     };
     let Some(db) = database(backend).await else {
         return;
@@ -90,11 +108,18 @@ async fn drain_exactly_once(tag: &str, backend: Backend, with_redis: bool, jobs:
         tag,
         db,
         Options {
-            redis_url: redis.as_ref().map(Redis::url),
+            redis_url: redis.as_ref().map(AnyRedis::url),
+            env: vec![
+                ("RATE_LIMIT_REQUESTS_PER_MINUTE", "60000000".into()),
+                ("RATE_LIMIT_BURST_SIZE", "1000000".into()),
+            ],
             ..Options::default()
         },
     )
     .await;
+    if with_redis == WithRedis::Cluster {
+        c.job["provider"] = "shared".into();
+    }
     let pids = c.worker_pids();
     let t0 = Instant::now();
     let ids = c.enqueue(jobs, BATCH, IN_FLIGHT).await;
@@ -112,6 +137,32 @@ async fn drain_exactly_once(tag: &str, backend: Backend, with_redis: bool, jobs:
     let v = Verdict::check(&ids, &c.all_jobs().await, &c.ledger(), &HashSet::new());
     print_run(tag, jobs, enqueue, drain, &v, &pids);
     assert_spread(&v, &pids);
+    if let Some(r) = &redis
+        && with_redis == WithRedis::Cluster
+    {
+        // A take slower than 250 ms (a busy box) is answered by the node's own bucket,
+        // by design; most must have gone to the cluster.
+        let calls = bucket_calls(r);
+        let outages: Vec<String> = c
+            .workers
+            .iter()
+            .flat_map(|w| {
+                w.log_text()
+                    .lines()
+                    .filter(|l| l.contains("redis does not answer"))
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        eprintln!(
+            "multi_node[{tag}]: {calls} bucket scripts on the cluster for {jobs} starts; \
+             fallbacks to local buckets: {outages:#?}"
+        );
+        assert!(
+            calls >= jobs as u64 / 2,
+            "the starts took their tokens in Redis: {calls} scripts for {jobs} jobs"
+        );
+    }
     eprintln!(
         "multi_node[{tag}]: test took {:.1}s",
         started.elapsed().as_secs_f64()
@@ -120,23 +171,44 @@ async fn drain_exactly_once(tag: &str, backend: Backend, with_redis: bool, jobs:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_workers_drain_50k_jobs_exactly_once_on_postgres_and_redis() {
-    drain_exactly_once("pg-redis", Backend::Postgres, true, JOBS).await;
+    drain_exactly_once("pg-redis", Backend::Postgres, WithRedis::Server, JOBS).await;
+}
+
+/// The same on a 3-master Redis Cluster; fewer jobs (the file's time budget).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_workers_drain_exactly_once_on_postgres_and_a_redis_cluster() {
+    drain_exactly_once(
+        "pg-redis-cluster",
+        Backend::Postgres,
+        WithRedis::Cluster,
+        20_000,
+    )
+    .await;
 }
 
 /// Fewer jobs than the PostgreSQL run: the point is the backend, and the file's time budget.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_workers_drain_exactly_once_on_mariadb_without_redis() {
-    drain_exactly_once("mariadb", Backend::MySql, false, 20_000).await;
+    drain_exactly_once("mariadb", Backend::MySql, WithRedis::No, 20_000).await;
 }
 
 /// A worker is SIGKILLed mid-run: every job still completes; jobs that ran twice are
 /// exactly those whose earlier run was on the killed node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_run_loses_nothing() {
+    worker_killed_mid_run("kill", WithRedis::Server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_run_loses_nothing_on_a_redis_cluster() {
+    worker_killed_mid_run("kill-cluster", WithRedis::Cluster).await;
+}
+
+async fn worker_killed_mid_run(tag: &str, with_redis: WithRedis) {
     const N: usize = 20_000;
     let _one = SERIAL.lock().await;
-    let redis_dir = TempDir::new("kill-redis");
-    let Some(redis) = Redis::start(redis_dir.path()) else {
+    let redis_dir = TempDir::new(&format!("{tag}-redis"));
+    let Some(Some(redis)) = start_redis(with_redis, redis_dir.path()) else {
         return;
     };
     let Some(db) = database(Backend::Postgres).await else {
@@ -144,7 +216,7 @@ async fn a_worker_killed_mid_run_loses_nothing() {
     };
     let started = Instant::now();
     let mut c = Cluster::start(
-        "kill",
+        tag,
         db,
         Options {
             redis_url: Some(redis.url()),
@@ -178,9 +250,9 @@ async fn a_worker_killed_mid_run_loses_nothing() {
     let killed: HashSet<u32> = [victim_pid].into();
     let v = Verdict::check(&ids, &c.all_jobs().await, &c.ledger(), &killed);
     assert!(v.rerun_from.is_subset(&killed));
-    print_run("kill", N, enqueue, drain, &v, &pids);
+    print_run(tag, N, enqueue, drain, &v, &pids);
     eprintln!(
-        "multi_node[kill]: worker{victim} (pid {victim_pid}) SIGKILLed with {done_at_kill}/{N} \
+        "multi_node[{tag}]: worker{victim} (pid {victim_pid}) SIGKILLed with {done_at_kill}/{N} \
          completed; {} jobs ran twice, all first on the killed node ({} of them had ended \
          there but were not acked); the rest drained {:.1}s after the kill; test took {:.1}s",
         v.duplicated,
@@ -213,13 +285,23 @@ fn assert_spread_among(v: &Verdict, pids: &[u32]) {
 /// where the takes go, not about throttling.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_away_for_30s_loses_nothing() {
+    redis_away_loses_nothing("redis-outage", WithRedis::Server).await;
+}
+
+/// The same with every node of a 3-master Redis Cluster killed and started again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_away_for_30s_loses_nothing() {
+    redis_away_loses_nothing("cluster-outage", WithRedis::Cluster).await;
+}
+
+async fn redis_away_loses_nothing(tag: &str, with_redis: WithRedis) {
     const BEFORE: usize = 5_000;
     const DURING_BATCH: usize = 250;
     const AFTER: usize = 5_000;
     const OUTAGE: Duration = Duration::from_secs(30);
     let _one = SERIAL.lock().await;
-    let redis_dir = TempDir::new("outage-redis");
-    let Some(mut redis) = Redis::start(redis_dir.path()) else {
+    let redis_dir = TempDir::new(&format!("{tag}-redis"));
+    let Some(Some(mut redis)) = start_redis(with_redis, redis_dir.path()) else {
         return;
     };
     let Some(db) = database(Backend::Postgres).await else {
@@ -227,7 +309,7 @@ async fn redis_away_for_30s_loses_nothing() {
     };
     let started = Instant::now();
     let mut c = Cluster::start(
-        "redis-outage",
+        tag,
         db,
         Options {
             redis_url: Some(redis.url()),
@@ -280,7 +362,7 @@ async fn redis_away_for_30s_loses_nothing() {
     }
     let v = Verdict::check(&ids, &c.all_jobs().await, &c.ledger(), &HashSet::new());
     eprintln!(
-        "multi_node[redis-outage]: jobs={} ({BEFORE} before, {during} during, {AFTER} after) \
+        "multi_node[{tag}]: jobs={} ({BEFORE} before, {during} during, {AFTER} after) \
          redis away {:.1}s; kyu_redis_up 0 seen after {:.1}s, 1 again {:.1}s after restart; \
          bucket scripts run by Redis: {takes_before} before, {takes_after} after; \
          lost=0 duplicated=0 shares: {}; test took {:.1}s",
@@ -294,7 +376,7 @@ async fn redis_away_for_30s_loses_nothing() {
 }
 
 /// Rate-limit takes this Redis server has run (the bucket script, by hash or by text).
-fn bucket_calls(redis: &Redis) -> u64 {
+fn bucket_calls(redis: &AnyRedis) -> u64 {
     redis.calls("evalsha") + redis.calls("eval")
 }
 

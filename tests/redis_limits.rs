@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use common::proxy::Proxy;
+use common::redis_cluster::RedisCluster;
 use common::{KyuProcess, TempDir, ledger, wait_until};
 use kyu::chaos::ledger::Phase;
 use kyu::engine::NewJob;
@@ -293,6 +294,51 @@ async fn a_cut_redis_falls_back_to_local_buckets_and_comes_back() {
         .await
         .expect("the take after restore went to Redis");
     assert!((1.9..=2.1).contains(&left), "{left}");
+}
+
+/// The same buckets on a 3-master Redis Cluster the test starts: two "nodes" share a
+/// bucket's burst and cool-down, and buckets of many providers spread over the shards
+/// (each bucket one key, so each script runs on the shard owning it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_carries_the_shared_buckets() {
+    let dir = TempDir::new("limits-cluster");
+    let Some(cluster) = RedisCluster::start(dir.path()) else {
+        return;
+    };
+    let url = cluster.url();
+    let prefix = "kyu-cluster-test:";
+    let (la, lb) = (link_up(&url, prefix).await, link_up(&url, prefix).await);
+    assert!(la.is_cluster());
+    let (a, b) = (limiter(&la, 600, 5), limiter(&lb, 600, 5));
+    let mut took = 0;
+    for i in 0..8 {
+        let l = if i % 2 == 0 { &a } else { &b };
+        if l.try_acquire("burst", Utc::now()).await.is_ok() {
+            took += 1;
+        }
+    }
+    assert_eq!(took, 5, "the two nodes share one burst of 5");
+    a.cool_down("cool", Utc::now() + chrono::Duration::milliseconds(800))
+        .await;
+    let wait = b
+        .try_acquire("cool", Utc::now())
+        .await
+        .expect_err("the other node honours the cool-down");
+    assert!(wait > Duration::from_millis(300), "{wait:?}");
+    for i in 0..30 {
+        a.try_acquire(&format!("p{i}"), Utc::now())
+            .await
+            .expect("a fresh bucket has tokens");
+    }
+    let sizes = cluster.sizes();
+    assert!(
+        sizes.iter().all(|n| *n > 0),
+        "buckets on every shard: {sizes:?}"
+    );
+    assert!(
+        la.is_up() && lb.is_up(),
+        "no take fell back to local buckets"
+    );
 }
 
 /// Measures one take through Redis against one local take; printed, not asserted.

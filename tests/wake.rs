@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::api::Server;
 use common::proxy::Proxy;
+use common::redis_cluster::RedisCluster;
 use common::{KyuProcess, TempDir, wait_until};
 use kyu::store::testdb;
 use serde_json::{Value, json};
@@ -140,6 +141,30 @@ async fn redis_wakes_a_worker_on_another_process() {
         c.worker.log_text().contains("transport=\"redis\"")
             || c.worker.log_text().contains("transport=redis")
     );
+    c.assert_woken(5, Duration::from_secs(5)).await;
+}
+
+/// The same through a 3-master Redis Cluster the test starts (`redis+cluster://`).
+#[tokio::test]
+async fn a_redis_cluster_wakes_a_worker_on_another_process() {
+    let redis_dir = TempDir::new("wake-cluster-redis");
+    let Some(redis) = RedisCluster::start(redis_dir.path()) else {
+        return;
+    };
+    let Some((url, _db)) = testdb::postgres_db().await else {
+        return;
+    };
+    let c = Cluster::start(
+        TempDir::new("wake-cluster"),
+        &url,
+        &[
+            poll("60s"),
+            ("REDIS_URL", redis.url()),
+            ("KYU_REDIS_PREFIX", redis_prefix()),
+        ],
+    )
+    .await;
+    c.worker_logged("wake-up subscription connected", 1).await;
     c.assert_woken(5, Duration::from_secs(5)).await;
 }
 

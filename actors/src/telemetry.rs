@@ -32,6 +32,8 @@ pub const HTTP_REQUESTS: &str = "kyu_http_requests_total";
 pub const HTTP_DURATION: &str = "kyu_http_request_duration_seconds";
 pub const STORE_ERRORS: &str = "kyu_store_errors_total";
 pub const REDIS_UP: &str = "kyu_redis_up";
+pub const API_RATE_LIMITED: &str = "kyu_api_rate_limited_total";
+pub const API_RATE_LIMIT_SHARED: &str = "kyu_api_rate_limit_shared";
 pub const STORE_UP: &str = "kyu_store_up";
 pub const STORAGE_FULL: &str = "kyu_storage_full";
 pub const STORE_CONNECTIONS_DISCARDED: &str = "kyu_store_connections_discarded_total";
@@ -139,6 +141,14 @@ pub fn describe() {
     describe_gauge!(
         REDIS_UP,
         "1 when the configured Redis answered the last PING, else 0."
+    );
+    describe_counter!(
+        API_RATE_LIMITED,
+        "API requests refused with 429 rate_limited, by the role of the client (admin, user, worker, anonymous)."
+    );
+    describe_gauge!(
+        API_RATE_LIMIT_SHARED,
+        "1 while this node counts API rate limits in Redis (shared by all API nodes); 0 while it counts them in its own memory (storage memory, or Redis away)."
     );
     describe_gauge!(
         LEADER,

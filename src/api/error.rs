@@ -60,6 +60,10 @@ pub enum ApiError {
     StorageFull(String),
     #[error("not ready: {0}")]
     NotReady(String),
+    /// The client used up its requests for this window (429 `rate_limited`, with
+    /// `Retry-After` and the `RateLimit-*` headers).
+    #[error("too many requests: at most {} in this window; try again in {} s", .0.window.limit, crate::api::rate_limit::ceil_secs(.0.window.reset))]
+    RateLimited(crate::api::rate_limit::Decision),
     #[error("internal error")]
     Internal(String),
 }
@@ -77,7 +81,8 @@ pub struct ErrorDetail {
     /// `invalid_query`, `invalid_cursor`, `too_many_jobs`, `body_too_large`,
     /// `payload_too_large`, `unsupported_media_type`, `unauthorized`, `forbidden`,
     /// `not_found`, `method_not_allowed`, `invalid_state`, `unique_key_taken`, `lease_lost`,
-    /// `store_unavailable`, `storage_full` (507), `not_ready`, `internal`.
+    /// `rate_limited` (429), `store_unavailable`, `storage_full` (507), `not_ready`,
+    /// `internal`.
     pub code: String,
     pub message: String,
     /// The request field at fault, when there is one (`priority`, `jobs[3].type`, …).
@@ -144,6 +149,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -165,6 +171,7 @@ impl ApiError {
             ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::StorageFull(_) => "storage_full",
             ApiError::NotReady(_) => "not_ready",
+            ApiError::RateLimited(_) => "rate_limited",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -228,6 +235,14 @@ impl IntoResponse for ApiError {
             res.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static(secs),
+            );
+        }
+        if let ApiError::RateLimited(d) = &self {
+            crate::api::rate_limit::set_headers(res.headers_mut(), d);
+            let secs = crate::api::rate_limit::ceil_secs(d.window.reset);
+            res.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
             );
         }
         if matches!(self, ApiError::Unauthorized) {

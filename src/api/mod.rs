@@ -15,6 +15,7 @@ pub(crate) mod nodes;
 mod observe;
 mod openapi;
 pub(crate) mod queues;
+pub mod rate_limit;
 pub mod remote;
 pub mod server;
 
@@ -63,6 +64,8 @@ pub struct AppState {
     pub node_dead_after: std::time::Duration,
     /// Remote workers connected to this process (the worker protocol).
     pub remote: remote::RemoteWorkers,
+    /// Per-client request limits (`None`: off).
+    pub rate_limit: Option<Arc<rate_limit::ApiRateLimiter>>,
 }
 
 impl AppState {
@@ -92,7 +95,14 @@ impl AppState {
             openapi: Arc::new(openapi),
             node_dead_after: std::time::Duration::from_secs(10),
             remote: remote::RemoteWorkers::default(),
+            rate_limit: None,
         }
+    }
+
+    /// Limits each client's requests (`KYU_API_RATE_LIMIT_*`; `None`: no limits).
+    pub fn with_rate_limit(mut self, l: Option<Arc<rate_limit::ApiRateLimiter>>) -> AppState {
+        self.rate_limit = l;
+        self
     }
 
     /// Sets how long a silent node is still listed (`KYU_NODE_DEAD_AFTER`).
@@ -123,7 +133,7 @@ impl AppState {
 /// The API's routes with their limits and error handling.
 pub fn router(state: AppState) -> Router {
     let limit = state.limits.max_body_bytes;
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
@@ -157,7 +167,19 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(Extension(BodyLimit(limit)))
-        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(CatchPanicLayer::custom(panic_response));
+    // Only when limits are on: no cost per request otherwise.
+    let router = match &state.rate_limit {
+        Some(l) => router.layer(axum::middleware::from_fn_with_state(
+            rate_limit::Enforcer {
+                limiter: l.clone(),
+                tokens: state.tokens.clone(),
+            },
+            rate_limit::enforce,
+        )),
+        None => router,
+    };
+    router
         .layer(axum::middleware::from_fn(observe::track))
         .with_state(state)
 }

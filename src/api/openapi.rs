@@ -48,6 +48,33 @@ pub fn document(job_types: &[String], max_batch: usize) -> Value {
     if let Some(jobs) = doc.pointer_mut("/components/schemas/CreateJobs/properties/jobs") {
         jobs["maxItems"] = json!(max_batch);
     }
+    // Every /api route may answer 429 when rate limits are on (`KYU_API_RATE_LIMIT_*`).
+    let limited = json!({
+        "description": "Too many requests from this client in this window (rate limits on); `Retry-After` and `RateLimit-Reset` say when to come back",
+        "headers": {
+            "Retry-After": {"schema": {"type": "integer", "minimum": 1}},
+            "RateLimit-Limit": {"schema": {"type": "integer", "minimum": 0}},
+            "RateLimit-Remaining": {"schema": {"type": "integer", "minimum": 0}},
+            "RateLimit-Reset": {"schema": {"type": "integer", "minimum": 1}}
+        },
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    });
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for (path, item) in paths.iter_mut() {
+            if !path.starts_with("/api/") {
+                continue;
+            }
+            for op in item
+                .as_object_mut()
+                .into_iter()
+                .flat_map(|o| o.values_mut())
+            {
+                if let Some(r) = op.get_mut("responses").and_then(Value::as_object_mut) {
+                    r.entry("429").or_insert_with(|| limited.clone());
+                }
+            }
+        }
+    }
     // A fetch's job type and queue names follow the rules of a job's.
     let name =
         json!({"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\x00]+$"});
@@ -70,4 +97,18 @@ pub fn document(job_types: &[String], max_batch: usize) -> Value {
         }
     }
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_routes_document_the_rate_limit_answer() {
+        let doc = document(&["echo".to_owned()], 10);
+        let limited = &doc["paths"]["/api/v1/jobs"]["post"]["responses"]["429"];
+        assert!(limited["headers"]["Retry-After"].is_object(), "{limited}");
+        assert!(limited["headers"]["RateLimit-Remaining"].is_object());
+        assert!(doc["paths"]["/healthz"]["get"]["responses"]["429"].is_null());
+    }
 }

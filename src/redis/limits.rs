@@ -23,7 +23,9 @@
 //! dispatcher at most one [`TAKE_TIMEOUT`] per outage.
 //!
 //! Keys: `<KYU_REDIS_PREFIX>ratelimit:<provider>`, a hash (tokens, ts, cd) that expires
-//! once it would be full again anyway.
+//! once it would be full again anyway. A bucket is that one key, so on a Redis Cluster
+//! its script runs whole on the shard owning the key's slot (no hash tag needed; a
+//! script with more keys must give them one, as the API counters do).
 
 use std::collections::HashMap;
 use std::sync::Arc;

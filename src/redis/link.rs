@@ -9,13 +9,21 @@
 //! [`Link::failed`], which marks Redis down at once; the keeper's next good PING marks
 //! it up again. [`RedisHealth`] turns both into `kyu_redis_up` and one log line per
 //! change.
+//!
+//! On a cluster (`redis+cluster://…`, see [`super::target`]) the shared connection is a
+//! cluster connection instead, made by the keeper (the redis crate has no lazy one) and
+//! then kept: it reconnects to each node and follows slot moves by itself. Its PING goes
+//! to every primary, so "up" means every shard answers — a cluster missing a shard
+//! would fail the takes whose keys live there.
 
 use std::fmt::Display;
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
 
+use super::target::{RedisConn, RedisTarget};
 use crate::telemetry::redis::RedisHealth;
 
 /// PING period while Redis answers.
@@ -27,9 +35,22 @@ const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Redis as this process sees it.
 pub struct Link {
-    conn: ConnectionManager,
+    conn: Shared,
     prefix: String,
     health: RedisHealth,
+}
+
+/// The process's connection: one server's manager, or a cluster's connection once the
+/// keeper has made it.
+enum Shared {
+    Single(ConnectionManager),
+    Cluster(Box<ClusterShared>),
+}
+
+/// A cluster's client (it makes the connection) and the connection once made.
+struct ClusterShared {
+    client: ClusterClient,
+    conn: std::sync::Mutex<Option<redis::cluster_async::ClusterConnection>>,
 }
 
 impl Link {
@@ -37,15 +58,26 @@ impl Link {
     /// (`KYU_REDIS_PREFIX`). Must run inside a tokio runtime; a URL redis cannot parse
     /// is an error (a bad setting). The keeper ends when the last `Arc<Link>` drops.
     pub fn open(url: &str, prefix: &str) -> redis::RedisResult<Arc<Link>> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(PING_TIMEOUT))
-            .set_response_timeout(Some(PING_TIMEOUT))
-            // One quick retry inside the manager; the keeper does the long-term retrying.
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        let target = RedisTarget::parse(url).map_err(|m| {
+            redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "bad REDIS_URL", m))
+        })?;
+        let conn = match target {
+            RedisTarget::Single(url) => {
+                let client = redis::Client::open(url)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(PING_TIMEOUT))
+                    .set_response_timeout(Some(PING_TIMEOUT))
+                    // One quick retry inside the manager; the keeper does the long-term retrying.
+                    .set_number_of_retries(1)
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_millis(200));
+                Shared::Single(ConnectionManager::new_lazy_with_config(client, config)?)
+            }
+            RedisTarget::Cluster(nodes) => Shared::Cluster(Box::new(ClusterShared {
+                client: RedisTarget::cluster_client(&nodes, PING_TIMEOUT, None)?,
+                conn: std::sync::Mutex::new(None),
+            })),
+        };
         let link = Arc::new(Link {
             conn,
             prefix: prefix.to_owned(),
@@ -61,8 +93,30 @@ impl Link {
     }
 
     /// A handle on the connection while Redis answers; `None` while it is down.
-    pub fn conn(&self) -> Option<ConnectionManager> {
-        self.health.is_up().then(|| self.conn.clone())
+    pub fn conn(&self) -> Option<RedisConn> {
+        if !self.health.is_up() {
+            return None;
+        }
+        self.any_conn()
+    }
+
+    /// The connection whether or not Redis answered lately (`None`: a cluster not
+    /// reached yet).
+    fn any_conn(&self) -> Option<RedisConn> {
+        match &self.conn {
+            Shared::Single(c) => Some(RedisConn::Managed(c.clone())),
+            Shared::Cluster(c) => c
+                .conn
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .map(RedisConn::Cluster),
+        }
+    }
+
+    /// Whether `REDIS_URL` names a cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.conn, Shared::Cluster(_))
     }
 
     /// Whether Redis answered last time anyone asked.
@@ -76,14 +130,31 @@ impl Link {
     }
 
     async fn ping(&self) -> Result<(), String> {
-        let mut c = self.conn.clone();
+        let mut c = match self.any_conn() {
+            Some(c) => c,
+            None => self.connect_cluster().await?,
+        };
         let cmd = redis::cmd("PING");
-        let ping = cmd.query_async::<String>(&mut c);
+        let ping = cmd.query_async::<redis::Value>(&mut c);
         match tokio::time::timeout(PING_TIMEOUT, ping).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no answer within {PING_TIMEOUT:?}")),
         }
+    }
+
+    /// Makes the cluster connection (discovers the slots); kept for the link's life.
+    async fn connect_cluster(&self) -> Result<RedisConn, String> {
+        let Shared::Cluster(cluster) = &self.conn else {
+            return Err("not a cluster".into());
+        };
+        let ClusterShared { client, conn } = &**cluster;
+        let c = tokio::time::timeout(PING_TIMEOUT * 3, client.get_async_connection())
+            .await
+            .map_err(|_| format!("cluster not reached within {:?}", PING_TIMEOUT * 3))?
+            .map_err(|e| e.to_string())?;
+        *conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+        Ok(RedisConn::Cluster(c))
     }
 }
 

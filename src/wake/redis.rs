@@ -6,36 +6,36 @@
 //! and made again on the next publish (after the caller's back-off). Subscribing uses a
 //! dedicated RESP2 pub/sub connection; its message stream ends when the connection
 //! drops, which the subscriber sees as "connection lost".
+//!
+//! On a Redis Cluster (`redis+cluster://…`) publishing goes through a cluster connection
+//! (the cluster forwards a `PUBLISH` to every node), and the subscription is a RESP3
+//! cluster connection whose pushes arrive on a channel; the first disconnection push
+//! from any node ends the subscription, so the caller reconnects and wakes once, as
+//! with one server.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use redis::AsyncConnectionConfig;
-use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 
 use super::{Sender, Subscription};
+use crate::redis::{RedisConn, RedisTarget};
 
 const TIMEOUT: Duration = Duration::from_secs(1);
 
 pub(super) struct RedisSender {
-    client: redis::Client,
+    target: RedisTarget,
     channel: String,
-    config: AsyncConnectionConfig,
-    conn: Option<MultiplexedConnection>,
+    conn: Option<RedisConn>,
 }
 
 impl RedisSender {
     pub(super) fn new(url: &str, channel: &str) -> anyhow::Result<RedisSender> {
-        let client = redis::Client::open(url)
-            .map_err(|e| anyhow::anyhow!("bad REDIS_URL (expected redis://HOST:PORT[/DB]): {e}"))?;
+        let target = RedisTarget::parse(url).map_err(|e| anyhow::anyhow!("bad REDIS_URL: {e}"))?;
         Ok(RedisSender {
-            client,
+            target,
             channel: channel.to_owned(),
-            config: AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(TIMEOUT))
-                .set_response_timeout(Some(TIMEOUT)),
             conn: None,
         })
     }
@@ -59,8 +59,8 @@ impl RedisSender {
         let conn = match &mut self.conn {
             Some(c) => c,
             None => self.conn.insert(
-                self.client
-                    .get_multiplexed_async_connection_with_config(&self.config)
+                self.target
+                    .connect(TIMEOUT)
                     .await
                     .map_err(|e| e.to_string())?,
             ),
@@ -80,6 +80,10 @@ impl RedisSender {
 /// Subscribes to `channel`; payloads go to the returned subscription until the
 /// connection ends.
 pub(super) async fn subscribe(url: &str, channel: &str) -> Result<Subscription, String> {
+    let url = match RedisTarget::parse(url)? {
+        RedisTarget::Cluster(nodes) => return subscribe_cluster(&nodes, channel).await,
+        RedisTarget::Single(url) => url,
+    };
     let client = redis::Client::open(url).map_err(|e| e.to_string())?;
     let mut pubsub = client.get_async_pubsub().await.map_err(|e| e.to_string())?;
     pubsub.subscribe(channel).await.map_err(|e| e.to_string())?;
@@ -92,6 +96,41 @@ pub(super) async fn subscribe(url: &str, channel: &str) -> Result<Subscription, 
             let payload: String = msg.get_payload().unwrap_or_default();
             if tx.send(payload).await.is_err() {
                 break;
+            }
+        }
+    });
+    Ok(Subscription { rx, reader })
+}
+
+/// [`subscribe`] on a cluster: RESP3 pushes from a cluster connection.
+async fn subscribe_cluster(nodes: &[String], channel: &str) -> Result<Subscription, String> {
+    let (push_tx, mut pushes) = mpsc::unbounded_channel();
+    let client =
+        RedisTarget::cluster_client(nodes, TIMEOUT, Some(push_tx)).map_err(|e| e.to_string())?;
+    let mut conn = client
+        .get_async_connection()
+        .await
+        .map_err(|e| e.to_string())?;
+    conn.subscribe(channel).await.map_err(|e| e.to_string())?;
+    let (tx, rx) = mpsc::channel(64);
+    let reader = tokio::spawn(async move {
+        // The connection lives with the reader: dropping it ends the subscription.
+        let _conn = conn;
+        while let Some(push) = pushes.recv().await {
+            match push.kind {
+                redis::PushKind::Message => {
+                    let payload = push
+                        .data
+                        .get(1)
+                        .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+                        .unwrap_or_default();
+                    if tx.send(payload).await.is_err() {
+                        break;
+                    }
+                }
+                // A node's connection dropped: messages may have been missed meanwhile.
+                redis::PushKind::Disconnection => break,
+                _ => {}
             }
         }
     });

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod fake_providers;
 pub mod pg;
 pub mod proxy;
+pub mod redis_cluster;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
