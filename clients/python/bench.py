@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--url")
     parser.add_argument("-n", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=10)
-    parser.add_argument("--prefetch", type=int, help="default: the worker's (concurrency)")
+    parser.add_argument("--prefetch", type=int, help="default: the worker's (100)")
     parser.add_argument("--handler", choices=["sync", "async"], default="sync")
     parser.add_argument("--drain", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
