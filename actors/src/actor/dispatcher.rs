@@ -408,8 +408,13 @@ impl DispatcherState {
                 continue;
             }
             if !s.held {
-                tracing::warn!(job = %s.id, "lease lost: stopping the job (it was rescued or finished elsewhere)");
+                // A job that finished while the renewal was on its way is no longer
+                // held either, rightly: only one still here was taken from us.
+                let before = self.pending.len();
                 self.pending.retain(|j| j.id != s.id);
+                if self.pending.len() != before || self.running.contains_key(&s.id) {
+                    tracing::warn!(job = %s.id, "lease lost: stopping the job (it was rescued or finished elsewhere)");
+                }
             }
             if let Some(r) = self.running.get_mut(&s.id) {
                 if r.stop.is_none() {
