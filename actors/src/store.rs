@@ -16,6 +16,10 @@ use uuid::Uuid;
 use crate::error::AttemptError;
 use crate::job::{Job, NewJob};
 use crate::status::JobStatus;
+use crate::workflow::{
+    Dependency, ListWorkflows, NewWorkflow, WorkflowCreated, WorkflowError, WorkflowPage,
+    WorkflowRecord,
+};
 
 /// The fencing token of one attempt: only its holder may change the running job.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -196,6 +200,14 @@ pub enum StoreError {
         field: &'static str,
         message: String,
     },
+    /// A workflow that is not a DAG of valid jobs; names the field at fault.
+    #[error("invalid workflow: {0}")]
+    InvalidWorkflow(WorkflowError),
+    #[error("workflow {0} not found")]
+    WorkflowNotFound(Uuid),
+    /// The backend does not implement this (the memory store has no workflows).
+    #[error("{0} is not supported by this store")]
+    Unsupported(&'static str),
     #[error("store unavailable: {0}")]
     Unavailable(String),
     /// Out of space (SQLITE_FULL, PostgreSQL 53100, MariaDB 1114/1021): nothing was written.
@@ -389,6 +401,42 @@ pub trait Store: Send + Sync + 'static {
         tick: DateTime<Utc>,
         job: NewJob,
     ) -> Result<Option<Enqueued>, StoreError>;
+
+    // ---- Workflows (see crate::workflow) ------------------------------------------
+
+    /// Validates `wf` ([`NewWorkflow::validate`]) and commits the workflow, its jobs,
+    /// their dependency edges and its callbacks in one transaction, or nothing. Jobs
+    /// without dependencies are due at once (or at their `run_at`); the others wait.
+    async fn enqueue_workflow(&self, wf: NewWorkflow) -> Result<WorkflowCreated, StoreError> {
+        let _ = wf;
+        Err(StoreError::Unsupported("workflows"))
+    }
+
+    /// A workflow with its jobs, their statuses and dependencies.
+    async fn workflow(&self, id: Uuid) -> Result<Option<WorkflowRecord>, StoreError> {
+        let _ = id;
+        Err(StoreError::Unsupported("workflows"))
+    }
+
+    /// Workflows newest first (`owner` filters), a page at a time.
+    async fn list_workflows(&self, q: &ListWorkflows) -> Result<WorkflowPage, StoreError> {
+        let _ = q;
+        Err(StoreError::Unsupported("workflows"))
+    }
+
+    /// Cancels every job of the workflow that is not final (running ones are asked
+    /// to stop), callbacks included; dependents settle as after any cancel. Returns
+    /// how many jobs it canceled or asked to stop.
+    async fn cancel_workflow(&self, id: Uuid) -> Result<u64, StoreError> {
+        let _ = id;
+        Err(StoreError::Unsupported("workflows"))
+    }
+
+    /// The jobs `id` depends on (empty for a job outside any workflow).
+    async fn dependencies(&self, id: Uuid) -> Result<Vec<Dependency>, StoreError> {
+        let _ = id;
+        Ok(Vec::new())
+    }
 }
 
 /// Checks a new job's fields before any store touches it.

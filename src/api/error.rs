@@ -39,6 +39,9 @@ pub enum ApiError {
     /// The job does not exist or is not the caller's (the same answer on purpose).
     #[error("job not found")]
     JobNotFound,
+    /// The workflow does not exist or is not the caller's.
+    #[error("workflow not found")]
+    WorkflowNotFound,
     #[error("no such worker on this node")]
     WorkerNotFound,
     #[error("no route {0}")]
@@ -133,9 +136,10 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
-            ApiError::JobNotFound | ApiError::NoRoute(_) | ApiError::WorkerNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::JobNotFound
+            | ApiError::WorkflowNotFound
+            | ApiError::NoRoute(_)
+            | ApiError::WorkerNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) | ApiError::UniqueKeyTaken | ApiError::LeaseLost => {
                 StatusCode::CONFLICT
@@ -157,7 +161,10 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden => "forbidden",
-            ApiError::JobNotFound | ApiError::NoRoute(_) | ApiError::WorkerNotFound => "not_found",
+            ApiError::JobNotFound
+            | ApiError::WorkflowNotFound
+            | ApiError::NoRoute(_)
+            | ApiError::WorkerNotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "invalid_state",
             ApiError::UniqueKeyTaken => "unique_key_taken",
@@ -196,6 +203,13 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(_) => ApiError::JobNotFound,
             StoreError::InvalidTransition { .. } => ApiError::Conflict(e.to_string()),
             StoreError::Invalid { field, message } => ApiError::invalid(field, message),
+            StoreError::InvalidWorkflow(e) => ApiError::invalid(e.field, e.message),
+            StoreError::WorkflowNotFound(_) => ApiError::WorkflowNotFound,
+            StoreError::Unsupported(what) => ApiError::BadRequest {
+                code: "unsupported",
+                message: format!("{what} are not supported by this store"),
+                field: None,
+            },
             StoreError::Unavailable(m) => ApiError::StoreUnavailable(m),
             StoreError::Full(m) => ApiError::StorageFull(m),
             StoreError::Backend(m) => ApiError::Internal(m),

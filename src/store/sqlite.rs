@@ -25,7 +25,11 @@ use kyu_actors::store::{
     Ack, CancelOutcome, ClaimParams, Enqueued, JobLease, JobPage, LeaseState, ListJobs, MAX_PAGE,
     QueueCount, QueueState,
 };
-use kyu_actors::{Job, JobStatus, NewJob, NodeInfo, NodeRecord, SharedClock, Store, StoreError};
+use kyu_actors::workflow::{Dependency, ListWorkflows, WorkflowPage};
+use kyu_actors::{
+    Job, JobStatus, NewJob, NewWorkflow, NodeInfo, NodeRecord, SharedClock, Store, StoreError,
+    WorkflowCreated, WorkflowRecord,
+};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, QueryBuilder, Sqlite, SqlitePool};
 use uuid::Uuid;
@@ -37,6 +41,7 @@ use super::row::{
     JobRow, LiveRow, NodeRow, aged_cutoff, claim_order, counts_from_rows, into_jobs_in_claim_order,
     job_columns, leases_from_rows, live_counts_from_rows, nodes_from_rows, parse_id, parse_status,
 };
+use super::workflow::{insert, read, settle};
 use super::write::{
     AckWrite, InsertRow, duration_ms, insert_rows, lease_expired_error, node_dead_error,
 };
@@ -47,7 +52,7 @@ macro_rules! sqlite_json_columns {
         "id, queue, job_type, provider, priority, payload, status, progress, result, errors, \
          attempts, max_attempts, run_at, timeout_ms, unique_key, owner, lease_owner, \
          lease_expires_at, json(CASE WHEN cancel_requested THEN 'true' ELSE 'false' END), \
-         created_at, started_at, finished_at, updated_at"
+         created_at, started_at, finished_at, updated_at, workflow_id, workflow_key"
     };
 }
 
@@ -249,7 +254,7 @@ fn push_queue_filter(qb: &mut QueryBuilder<Sqlite>, op: &str, queues: &[String])
 
 /// Live jobs per queue and status (`Store::live_counts`; `kyu bench --metrics` explains it).
 pub const LIVE_COUNTS_SQL: &str = "SELECT queue, status, COUNT(*), MIN(run_at) FROM jobs INDEXED BY jobs_live \
-     WHERE status IN ('queued', 'scheduled', 'running') GROUP BY queue, status";
+     WHERE status IN ('waiting', 'queued', 'scheduled', 'running') GROUP BY queue, status";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -414,7 +419,12 @@ impl Store for SqliteStore {
             r.started_at = Some(now);
             r.updated_at = now;
         }
-        into_jobs_in_claim_order(rows, cutoff)
+        let mut jobs = into_jobs_in_claim_order(rows, cutoff)?;
+        if jobs.iter().any(|j| j.workflow_id.is_some()) {
+            let mut conn = self.pool.acquire().await.store_err()?;
+            read::attach_results::<Sqlite>(&mut conn, &mut jobs).await?;
+        }
+        Ok(jobs)
     }
 
     async fn extend_leases(
@@ -471,6 +481,7 @@ impl Store for SqliteStore {
             .map_err(|e| StoreError::Backend(format!("ack fence rows: {e}")))?;
         let mut applied = Vec::with_capacity(acks.len());
         let mut batch = Vec::new();
+        let mut finished: Vec<String> = Vec::new();
         for (a, id) in acks.iter().zip(&ids) {
             let pos = held.iter().position(|(hid, att, owner)| {
                 hid == id && *att == a.lease.attempt && owner.as_deref() == Some(&a.lease.owner)
@@ -479,6 +490,9 @@ impl Store for SqliteStore {
             if let Some(pos) = pos {
                 held.swap_remove(pos); // one outcome per attempt
                 let w = AckWrite::new(&a.outcome, now);
+                if w.finished_at.is_some() {
+                    finished.push(id.clone());
+                }
                 batch.push(serde_json::json!([
                     id,
                     a.lease.attempt,
@@ -517,6 +531,7 @@ impl Store for SqliteStore {
             .await
             .store_err()?;
         }
+        settle::settle::<Sqlite>(&mut tx, &finished, now).await?;
         tx.commit().await.store_err()?;
         Ok(applied)
     }
@@ -548,7 +563,7 @@ impl Store for SqliteStore {
             .store_err()?;
         let status = parse_status(status.ok_or(StoreError::NotFound(id))?)?;
         let canceled = match status {
-            JobStatus::Queued | JobStatus::Scheduled => {
+            JobStatus::Waiting | JobStatus::Queued | JobStatus::Scheduled => {
                 sqlx::query(
                     "UPDATE jobs SET status = 'canceled', finished_at = $1, updated_at = $1 \
                      WHERE id = $2",
@@ -558,6 +573,7 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .store_err()?;
+                settle::settle::<Sqlite>(&mut tx, &[id.to_string()], now).await?;
                 true
             }
             JobStatus::Running => {
@@ -612,6 +628,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .store_err()?;
+        settle::reopen::<Sqlite>(&mut tx, &id.to_string(), now).await?;
         tx.commit().await.store_err()?;
         self.fetch_job(id).await?.ok_or(StoreError::NotFound(id))
     }
@@ -664,6 +681,8 @@ impl Store for SqliteStore {
                 rescued.push(l.id);
             }
         }
+        let ids: Vec<String> = rescued.iter().map(Uuid::to_string).collect();
+        settle::settle::<Sqlite>(&mut tx, &ids, now).await?;
         tx.commit().await.store_err()?;
         Ok(rescued)
     }
@@ -903,6 +922,8 @@ impl Store for SqliteStore {
                 rescued.push(l.id);
             }
         }
+        let ids: Vec<String> = rescued.iter().map(Uuid::to_string).collect();
+        settle::settle::<Sqlite>(&mut tx, &ids, now).await?;
         tx.commit().await.store_err()?;
         Ok(rescued)
     }
@@ -944,6 +965,37 @@ impl Store for SqliteStore {
         let e = insert_keyed(&mut tx, &row, id).await?;
         tx.commit().await.store_err()?;
         Ok(Some(e))
+    }
+
+    async fn enqueue_workflow(&self, wf: NewWorkflow) -> Result<WorkflowCreated, StoreError> {
+        let now = self.now();
+        let (_turn, mut tx) = self.begin_durable().await?;
+        let created = insert::insert_workflow::<Sqlite>(&mut tx, &wf, now).await?;
+        tx.commit().await.store_err()?;
+        Ok(created)
+    }
+
+    async fn workflow(&self, id: Uuid) -> Result<Option<WorkflowRecord>, StoreError> {
+        let mut conn = self.pool.acquire().await.store_err()?;
+        read::workflow::<Sqlite>(&mut conn, id).await
+    }
+
+    async fn list_workflows(&self, q: &ListWorkflows) -> Result<WorkflowPage, StoreError> {
+        let mut conn = self.pool.acquire().await.store_err()?;
+        read::list_workflows::<Sqlite>(&mut conn, q).await
+    }
+
+    async fn cancel_workflow(&self, id: Uuid) -> Result<u64, StoreError> {
+        let now = self.now();
+        let (_turn, mut tx) = self.begin_durable().await?;
+        let n = settle::cancel_workflow::<Sqlite>(&mut tx, &id.to_string(), now).await?;
+        tx.commit().await.store_err()?;
+        Ok(n)
+    }
+
+    async fn dependencies(&self, id: Uuid) -> Result<Vec<Dependency>, StoreError> {
+        let mut conn = self.pool.acquire().await.store_err()?;
+        read::dependencies::<Sqlite>(&mut conn, id).await
     }
 }
 

@@ -57,6 +57,7 @@ impl Stamp {
 /// A status word (also the CSS class that colours it).
 pub(crate) fn status_word(s: Status) -> &'static str {
     match s {
+        Status::Waiting => "waiting",
         Status::Queued => "queued",
         Status::Scheduled => "scheduled",
         Status::Running => "running",
@@ -66,7 +67,8 @@ pub(crate) fn status_word(s: Status) -> &'static str {
     }
 }
 
-pub(crate) const STATUSES: [&str; 6] = [
+pub(crate) const STATUSES: [&str; 7] = [
+    "waiting",
     "queued",
     "scheduled",
     "running",
