@@ -62,5 +62,6 @@ pub use store::{
     NodeInfo, NodeRecord, Outcome, QueueCount, QueueState, Store, StoreError, validate_new_job,
 };
 pub use workflow::{
-    DependencyPolicy, NewWorkflow, WorkflowCreated, WorkflowError, WorkflowRecord, WorkflowStatus,
+    DependencyPolicy, NewWorkflow, Workflow, WorkflowCreated, WorkflowError, WorkflowRecord,
+    WorkflowStatus,
 };

@@ -80,6 +80,10 @@ pub struct WorkflowJob {
     pub on_dependency_failure: DependencyPolicy,
 }
 
+/// The builder's name for programs embedding the engine:
+/// `Workflow::new().job("a", job).job("b", job).depends_on(["a"])`.
+pub type Workflow = NewWorkflow;
+
 /// A workflow to insert: its jobs and optional callbacks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewWorkflow {

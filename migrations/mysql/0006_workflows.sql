@@ -16,6 +16,10 @@ CREATE TABLE workflows (
     name        VARCHAR(255) NULL,
     owner       VARCHAR(255) NULL,
     total       BIGINT       NOT NULL,
+    -- Jobs not final yet, and final but not completed (callbacks not counted): the
+    -- ack that brings `remaining` to 0 finished the workflow.
+    remaining   BIGINT       NOT NULL,
+    failed      BIGINT       NOT NULL DEFAULT 0,
     on_complete CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NULL,
     on_success  CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NULL,
     created_at  BIGINT       NOT NULL,

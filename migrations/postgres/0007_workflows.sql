@@ -15,6 +15,10 @@ CREATE TABLE workflows (
     name        TEXT,
     owner       TEXT,
     total       BIGINT NOT NULL,
+    -- Jobs not final yet, and final but not completed (callbacks not counted): the
+    -- ack that brings `remaining` to 0 finished the workflow.
+    remaining   BIGINT NOT NULL,
+    failed      BIGINT NOT NULL DEFAULT 0,
     on_complete TEXT COLLATE "C",
     on_success  TEXT COLLATE "C",
     created_at  BIGINT NOT NULL

@@ -15,6 +15,10 @@ CREATE TABLE workflows (
     name        TEXT,
     owner       TEXT,
     total       INTEGER NOT NULL,
+    -- Jobs not final yet, and final but not completed (callbacks not counted): the
+    -- ack that brings `remaining` to 0 finished the workflow.
+    remaining   INTEGER NOT NULL,
+    failed      INTEGER NOT NULL DEFAULT 0,
     on_complete TEXT,
     on_success  TEXT,
     created_at  INTEGER NOT NULL

@@ -264,8 +264,9 @@ impl MySqlStore {
             }
             out.push(applied);
         }
-        settle::settle::<MySql>(&mut tx, &finished, now).await?;
+        let settled = settle::settle::<MySql>(&mut tx, &finished, now).await?;
         tx.commit().await.store_err()?;
+        settled.record();
         Ok(out)
     }
 
@@ -536,6 +537,7 @@ impl Store for MySqlStore {
     async fn request_cancel(&self, id: Uuid) -> Result<CancelOutcome, StoreError> {
         let now = self.now().await?;
         let mut tx = self.pool.begin().await.store_err()?;
+        let mut settled = settle::Settled::default();
         let canceled = match Self::status_for_update(&mut tx, id).await? {
             JobStatus::Waiting | JobStatus::Queued | JobStatus::Scheduled => {
                 sqlx::query(
@@ -547,7 +549,7 @@ impl Store for MySqlStore {
                 .execute(&mut *tx)
                 .await
                 .store_err()?;
-                settle::settle::<MySql>(&mut tx, &[id.to_string()], now).await?;
+                settled = settle::settle::<MySql>(&mut tx, &[id.to_string()], now).await?;
                 true
             }
             JobStatus::Running => {
@@ -568,6 +570,7 @@ impl Store for MySqlStore {
             }
         };
         tx.commit().await.store_err()?;
+        settled.record();
         let job = self.fetch_job(id).await?.ok_or(StoreError::NotFound(id))?;
         Ok(if canceled {
             CancelOutcome::Canceled(job)
@@ -658,8 +661,9 @@ impl Store for MySqlStore {
             }
         }
         let ids: Vec<String> = rescued.iter().map(Uuid::to_string).collect();
-        settle::settle::<MySql>(&mut tx, &ids, now).await?;
+        let settled = settle::settle::<MySql>(&mut tx, &ids, now).await?;
         tx.commit().await.store_err()?;
+        settled.record();
         Ok(rescued)
     }
 
@@ -911,8 +915,9 @@ impl Store for MySqlStore {
             }
         }
         let ids: Vec<String> = rescued.iter().map(Uuid::to_string).collect();
-        settle::settle::<MySql>(&mut tx, &ids, now).await?;
+        let settled = settle::settle::<MySql>(&mut tx, &ids, now).await?;
         tx.commit().await.store_err()?;
+        settled.record();
         Ok(rescued)
     }
 
@@ -1004,8 +1009,10 @@ impl Store for MySqlStore {
         let now = self.now().await?;
         retry_deadlocks(|| async {
             let mut tx = self.pool.begin().await.store_err()?;
-            let n = settle::cancel_workflow::<MySql>(&mut tx, &id.to_string(), now).await?;
+            let (n, settled) =
+                settle::cancel_workflow::<MySql>(&mut tx, &id.to_string(), now).await?;
             tx.commit().await.store_err()?;
+            settled.record();
             Ok(n)
         })
         .await

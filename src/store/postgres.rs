@@ -464,10 +464,13 @@ impl Store for PgStore {
             .filter(|a| a.3)
             .map(|a| a.0.clone())
             .collect();
-        if !finished.is_empty() {
-            settle::settle::<Postgres>(&mut tx, &finished, now).await?;
-        }
+        let settled = if finished.is_empty() {
+            settle::Settled::default()
+        } else {
+            settle::settle::<Postgres>(&mut tx, &finished, now).await?
+        };
         tx.commit().await.store_err()?;
+        settled.record();
         let applied: HashSet<(String, u32, String)> = applied
             .into_iter()
             .map(|(i, a, o, _)| (i, a as u32, o))
@@ -498,6 +501,7 @@ impl Store for PgStore {
     async fn request_cancel(&self, id: Uuid) -> Result<CancelOutcome, StoreError> {
         let now = self.now().await?;
         let mut tx = self.begin_client().await?;
+        let mut settled = settle::Settled::default();
         let canceled = match Self::status_for_update(&mut tx, id).await? {
             JobStatus::Waiting | JobStatus::Queued | JobStatus::Scheduled => {
                 sqlx::query(
@@ -509,7 +513,7 @@ impl Store for PgStore {
                 .execute(&mut *tx)
                 .await
                 .store_err()?;
-                settle::settle::<Postgres>(&mut tx, &[id.to_string()], now).await?;
+                settled = settle::settle::<Postgres>(&mut tx, &[id.to_string()], now).await?;
                 true
             }
             JobStatus::Running => {
@@ -532,6 +536,7 @@ impl Store for PgStore {
             }
         };
         tx.commit().await.store_err()?;
+        settled.record();
         let job = self.fetch_job(id).await?.ok_or(StoreError::NotFound(id))?;
         Ok(if canceled {
             CancelOutcome::Canceled(job)
@@ -618,8 +623,9 @@ impl Store for PgStore {
             }
         }
         let ids: Vec<String> = rescued.iter().map(Uuid::to_string).collect();
-        settle::settle::<Postgres>(&mut tx, &ids, now).await?;
+        let settled = settle::settle::<Postgres>(&mut tx, &ids, now).await?;
         tx.commit().await.store_err()?;
+        settled.record();
         Ok(rescued)
     }
 
@@ -859,8 +865,9 @@ impl Store for PgStore {
             }
         }
         let ids: Vec<String> = rescued.iter().map(Uuid::to_string).collect();
-        settle::settle::<Postgres>(&mut tx, &ids, now).await?;
+        let settled = settle::settle::<Postgres>(&mut tx, &ids, now).await?;
         tx.commit().await.store_err()?;
+        settled.record();
         Ok(rescued)
     }
 
@@ -926,8 +933,10 @@ impl Store for PgStore {
     async fn cancel_workflow(&self, id: Uuid) -> Result<u64, StoreError> {
         let now = self.now().await?;
         let mut tx = self.begin_client().await?;
-        let n = settle::cancel_workflow::<Postgres>(&mut tx, &id.to_string(), now).await?;
+        let (n, settled) =
+            settle::cancel_workflow::<Postgres>(&mut tx, &id.to_string(), now).await?;
         tx.commit().await.store_err()?;
+        settled.record();
         Ok(n)
     }
 

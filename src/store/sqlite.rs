@@ -531,8 +531,9 @@ impl Store for SqliteStore {
             .await
             .store_err()?;
         }
-        settle::settle::<Sqlite>(&mut tx, &finished, now).await?;
+        let settled = settle::settle::<Sqlite>(&mut tx, &finished, now).await?;
         tx.commit().await.store_err()?;
+        settled.record();
         Ok(applied)
     }
 
@@ -562,6 +563,7 @@ impl Store for SqliteStore {
             .await
             .store_err()?;
         let status = parse_status(status.ok_or(StoreError::NotFound(id))?)?;
+        let mut settled = settle::Settled::default();
         let canceled = match status {
             JobStatus::Waiting | JobStatus::Queued | JobStatus::Scheduled => {
                 sqlx::query(
@@ -573,7 +575,7 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .store_err()?;
-                settle::settle::<Sqlite>(&mut tx, &[id.to_string()], now).await?;
+                settled = settle::settle::<Sqlite>(&mut tx, &[id.to_string()], now).await?;
                 true
             }
             JobStatus::Running => {
@@ -594,6 +596,7 @@ impl Store for SqliteStore {
             }
         };
         tx.commit().await.store_err()?;
+        settled.record();
         let job = self.fetch_job(id).await?.ok_or(StoreError::NotFound(id))?;
         Ok(if canceled {
             CancelOutcome::Canceled(job)
@@ -682,8 +685,9 @@ impl Store for SqliteStore {
             }
         }
         let ids: Vec<String> = rescued.iter().map(Uuid::to_string).collect();
-        settle::settle::<Sqlite>(&mut tx, &ids, now).await?;
+        let settled = settle::settle::<Sqlite>(&mut tx, &ids, now).await?;
         tx.commit().await.store_err()?;
+        settled.record();
         Ok(rescued)
     }
 
@@ -923,8 +927,9 @@ impl Store for SqliteStore {
             }
         }
         let ids: Vec<String> = rescued.iter().map(Uuid::to_string).collect();
-        settle::settle::<Sqlite>(&mut tx, &ids, now).await?;
+        let settled = settle::settle::<Sqlite>(&mut tx, &ids, now).await?;
         tx.commit().await.store_err()?;
+        settled.record();
         Ok(rescued)
     }
 
@@ -988,8 +993,9 @@ impl Store for SqliteStore {
     async fn cancel_workflow(&self, id: Uuid) -> Result<u64, StoreError> {
         let now = self.now();
         let (_turn, mut tx) = self.begin_durable().await?;
-        let n = settle::cancel_workflow::<Sqlite>(&mut tx, &id.to_string(), now).await?;
+        let (n, settled) = settle::cancel_workflow::<Sqlite>(&mut tx, &id.to_string(), now).await?;
         tx.commit().await.store_err()?;
+        settled.record();
         Ok(n)
     }
 

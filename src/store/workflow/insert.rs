@@ -78,13 +78,16 @@ pub(crate) async fn insert_workflow<DB: Dialect>(
     }
 
     let mut qb = QueryBuilder::<DB>::new(
-        "INSERT INTO workflows (id, name, owner, total, on_complete, on_success, created_at) VALUES (",
+        "INSERT INTO workflows (id, name, owner, total, remaining, on_complete, on_success, \
+         created_at) VALUES (",
     );
     DB::bind_text(&mut qb, wf_id.clone());
     qb.push(", ");
     DB::bind_opt_text(&mut qb, wf.name.clone());
     qb.push(", ");
     DB::bind_opt_text(&mut qb, wf.owner.clone());
+    qb.push(", ");
+    DB::bind_int(&mut qb, total);
     qb.push(", ");
     DB::bind_int(&mut qb, total);
     qb.push(", ");

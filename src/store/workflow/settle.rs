@@ -14,10 +14,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use kyu_actors::telemetry;
 use kyu_actors::{DependencyPolicy, StoreError};
 use sqlx::QueryBuilder;
 
-use super::{CHUNK, Dialect, fetch_text, push_ids, required};
+use super::{CHUNK, Col, Dialect, fetch_text, push_ids, required};
 
 /// A job that just became final.
 struct Final {
@@ -25,35 +26,99 @@ struct Final {
     ok: bool,
     /// The job whose failure started the cascade (itself if it failed on its own).
     root: String,
+    workflow: String,
+    /// A job of the workflow proper (callbacks, keyed `$…`, are not counted).
+    member: bool,
 }
 
-/// Settles the edges of those of `ids` that are final workflow jobs. Jobs outside
-/// workflows, or not final, cost one indexed read and nothing else.
+impl Final {
+    /// `row`: (workflow_id, workflow_key).
+    fn new(id: String, ok: bool, root: Option<String>, row: &[Option<String>]) -> Final {
+        Final {
+            root: root.unwrap_or_else(|| id.clone()),
+            id,
+            ok,
+            workflow: row[0].clone().unwrap_or_default(),
+            member: is_member(&row[1]),
+        }
+    }
+}
+
+/// Whether a workflow key names a job of the workflow proper, not a callback.
+fn is_member(key: &Option<String>) -> bool {
+    !key.as_deref().unwrap_or("$").starts_with('$')
+}
+
+/// What a settle did that is worth telling once its transaction commits.
+#[derive(Debug, Default)]
+#[must_use = "record it once the transaction commits"]
+pub(crate) struct Settled {
+    /// Workflows whose last job became final: `true` if every job completed.
+    finished: Vec<bool>,
+}
+
+impl Settled {
+    /// Counts the finished workflows (`kyu_workflows_finished_total{outcome}`).
+    pub(crate) fn record(self) {
+        for ok in self.finished {
+            let outcome = if ok { "completed" } else { "failed" };
+            metrics::counter!(telemetry::WORKFLOWS_FINISHED, "outcome" => outcome).increment(1);
+        }
+    }
+}
+
+/// Settles the edges of those of `ids` that are final workflow jobs, and counts them
+/// off their workflows. Jobs outside workflows, or not final, cost one indexed read
+/// and nothing else.
 pub(crate) async fn settle<DB: Dialect>(
     c: &mut DB::Connection,
     ids: &[String],
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<Settled, StoreError> {
     let mut frontier = Vec::new();
     for chunk in ids.chunks(CHUNK) {
         let mut qb = QueryBuilder::<DB>::new(
-            "SELECT id, status FROM jobs WHERE workflow_id IS NOT NULL \
+            "SELECT id, status, workflow_id, workflow_key FROM jobs \
+             WHERE workflow_id IS NOT NULL \
              AND status IN ('completed', 'failed', 'canceled') AND id IN ",
         );
         push_ids(&mut qb, chunk);
-        for r in fetch_text::<DB>(c, &mut qb, 2).await? {
+        for r in fetch_text::<DB>(c, &mut qb, 4).await? {
             let id = required(&r[0])?.to_owned();
-            frontier.push(Final {
-                root: id.clone(),
-                id,
-                ok: r[1].as_deref() == Some("completed"),
-            });
+            let ok = r[1].as_deref() == Some("completed");
+            frontier.push(Final::new(id, ok, None, &r[2..]));
         }
     }
+    // Per workflow: jobs that became final, and how many of them did not complete.
+    let mut counts: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     while !frontier.is_empty() {
+        for f in frontier.iter().filter(|f| f.member) {
+            let e = counts.entry(f.workflow.clone()).or_default();
+            e.0 += 1;
+            e.1 += i64::from(!f.ok);
+        }
         frontier = settle_round::<DB>(c, &frontier, now).await?;
     }
-    Ok(())
+    // The workflow row is the last lock taken: of concurrent settles of one workflow,
+    // the one that brings `remaining` to 0 finished it.
+    let mut settled = Settled::default();
+    for (wf, (done, failed)) in counts {
+        let mut qb = QueryBuilder::<DB>::new("UPDATE workflows SET remaining = remaining - ");
+        DB::bind_int(&mut qb, done);
+        qb.push(", failed = failed + ");
+        DB::bind_int(&mut qb, failed);
+        qb.push(" WHERE id = ");
+        DB::bind_text(&mut qb, wf.clone());
+        DB::execute(c, &mut qb).await?;
+        let mut qb = QueryBuilder::<DB>::new("SELECT remaining, failed FROM workflows WHERE id = ");
+        DB::bind_text(&mut qb, wf);
+        if let Some(r) = DB::fetch(c, &mut qb, &[Col::Int, Col::Int]).await?.pop()
+            && r[0].int().unwrap_or(1) <= 0
+        {
+            settled.finished.push(r[1].int().unwrap_or(0) <= 0);
+        }
+    }
+    Ok(settled)
 }
 
 /// Settles the unresolved edges out of `finals`; returns the dependents it canceled.
@@ -138,18 +203,19 @@ async fn settle_round<DB: Dialect>(
         for chunk in children.chunks(CHUNK) {
             // Lock first, then cancel only what still waits: a dependent released or
             // canceled meanwhile by another transaction is left alone.
-            let mut qb =
-                QueryBuilder::<DB>::new("SELECT id FROM jobs WHERE status = 'waiting' AND id IN ");
+            let mut qb = QueryBuilder::<DB>::new(
+                "SELECT id, workflow_id, workflow_key FROM jobs WHERE status = 'waiting' AND id IN ",
+            );
             push_ids(&mut qb, chunk);
             qb.push(DB::FOR_UPDATE);
-            let waiting: Vec<String> = fetch_text::<DB>(c, &mut qb, 1)
-                .await?
+            let rows = fetch_text::<DB>(c, &mut qb, 3).await?;
+            if rows.is_empty() {
+                continue;
+            }
+            let waiting: Vec<String> = rows
                 .iter()
                 .map(|r| required(&r[0]).map(str::to_owned))
                 .collect::<Result<_, _>>()?;
-            if waiting.is_empty() {
-                continue;
-            }
             let mut qb =
                 QueryBuilder::<DB>::new("UPDATE jobs SET status = 'canceled', finished_at = ");
             DB::bind_int(&mut qb, now);
@@ -160,11 +226,9 @@ async fn settle_round<DB: Dialect>(
             qb.push(" WHERE status = 'waiting' AND id IN ");
             push_ids(&mut qb, &waiting);
             DB::execute(c, &mut qb).await?;
-            next.extend(waiting.into_iter().map(|id| Final {
-                id,
-                ok: false,
-                root: root.clone(),
-            }));
+            for (id, r) in waiting.into_iter().zip(&rows) {
+                next.push(Final::new(id, false, Some(root.clone()), &r[1..]));
+            }
         }
     }
     Ok(next)
@@ -205,25 +269,39 @@ pub(crate) async fn reopen<DB: Dialect>(
     id: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    let mut qb =
-        QueryBuilder::<DB>::new("SELECT id FROM jobs WHERE workflow_id IS NOT NULL AND id = ");
+    let mut qb = QueryBuilder::<DB>::new(
+        "SELECT workflow_id, workflow_key FROM jobs WHERE workflow_id IS NOT NULL AND id = ",
+    );
     DB::bind_text(&mut qb, id.to_owned());
-    let member = fetch_text::<DB>(c, &mut qb, 1).await?;
-    if member.is_empty() {
+    let Some(me) = fetch_text::<DB>(c, &mut qb, 2).await?.pop() else {
         return Ok(());
-    }
+    };
+    let workflow = required(&me[0])?.to_owned();
+    // Jobs of the workflow no longer final: this one and what its failure canceled.
+    let mut reopened = i64::from(is_member(&me[1]));
     let mut qb = QueryBuilder::<DB>::new("UPDATE jobs SET canceled_by = NULL WHERE id = ");
     DB::bind_text(&mut qb, id.to_owned());
     DB::execute(c, &mut qb).await?;
 
-    let mut qb =
-        QueryBuilder::<DB>::new("SELECT id FROM jobs WHERE status = 'canceled' AND canceled_by = ");
+    let mut qb = QueryBuilder::<DB>::new(
+        "SELECT id, workflow_key FROM jobs WHERE status = 'canceled' AND canceled_by = ",
+    );
     DB::bind_text(&mut qb, id.to_owned());
     qb.push(DB::FOR_UPDATE);
-    let resumed = fetch_text::<DB>(c, &mut qb, 1).await?;
+    let resumed = fetch_text::<DB>(c, &mut qb, 2).await?;
     let mut parents: Vec<String> = vec![id.to_owned()];
     for r in &resumed {
         parents.push(required(&r[0])?.to_owned());
+        reopened += i64::from(is_member(&r[1]));
+    }
+    if reopened > 0 {
+        let mut qb = QueryBuilder::<DB>::new("UPDATE workflows SET remaining = remaining + ");
+        DB::bind_int(&mut qb, reopened);
+        qb.push(", failed = failed - ");
+        DB::bind_int(&mut qb, reopened);
+        qb.push(" WHERE id = ");
+        DB::bind_text(&mut qb, workflow);
+        DB::execute(c, &mut qb).await?;
     }
     if parents.len() > 1 {
         let mut qb = QueryBuilder::<DB>::new(
@@ -286,7 +364,7 @@ pub(crate) async fn cancel_workflow<DB: Dialect>(
     c: &mut DB::Connection,
     id: &str,
     now: i64,
-) -> Result<u64, StoreError> {
+) -> Result<(u64, Settled), StoreError> {
     let mut qb = QueryBuilder::<DB>::new(
         "SELECT id, status FROM jobs WHERE status IN ('waiting', 'queued', 'scheduled', 'running') \
          AND workflow_id = ",
@@ -317,6 +395,6 @@ pub(crate) async fn cancel_workflow<DB: Dialect>(
         push_ids(&mut qb, chunk);
         DB::execute(c, &mut qb).await?;
     }
-    settle::<DB>(c, &idle, now).await?;
-    Ok((idle.len() + running.len()) as u64)
+    let settled = settle::<DB>(c, &idle, now).await?;
+    Ok(((idle.len() + running.len()) as u64, settled))
 }
