@@ -139,7 +139,7 @@ pub struct QueueCount {
     pub count: u64,
 }
 
-/// Live jobs (queued, scheduled, running) of one queue and status, and the earliest
+/// Live jobs (waiting, queued, scheduled, running) of one queue and status, and the earliest
 /// `run_at` among them: for a queued group that is the oldest due job's; for a
 /// scheduled group, if it is past, a due job not yet moved to `queued`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

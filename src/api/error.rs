@@ -80,7 +80,8 @@ pub struct ErrorDetail {
     /// `invalid_query`, `invalid_cursor`, `too_many_jobs`, `body_too_large`,
     /// `payload_too_large`, `unsupported_media_type`, `unauthorized`, `forbidden`,
     /// `not_found`, `method_not_allowed`, `invalid_state`, `unique_key_taken`, `lease_lost`,
-    /// `store_unavailable`, `storage_full` (507), `not_ready`, `internal`.
+    /// `store_unavailable`, `storage_full` (507), `not_ready`, `unsupported` (the store has no
+    /// workflows), `internal`.
     pub code: String,
     pub message: String,
     /// The request field at fault, when there is one (`priority`, `jobs[3].type`, …).

@@ -184,11 +184,16 @@ pub(crate) async fn attach_results<DB: Dialect>(
     let mut by_child: HashMap<String, Vec<(String, Option<String>)>> = HashMap::new();
     for chunk in ids.chunks(CHUNK) {
         let mut qb = QueryBuilder::<DB>::new(
-            "SELECT e.child_id, p.workflow_key, p.result FROM job_dependencies e \
-             JOIN jobs p ON p.id = e.parent_id WHERE p.status = 'completed' AND e.child_id IN ",
+            // Filtered by status here, not in SQL: given `status = 'completed'`, SQLite
+            // would walk every completed job instead of these jobs' edges.
+            "SELECT e.child_id, p.workflow_key, p.result, p.status FROM job_dependencies e \
+             JOIN jobs p ON p.id = e.parent_id WHERE e.child_id IN ",
         );
         push_ids(&mut qb, chunk);
-        for r in fetch_text::<DB>(c, &mut qb, 3).await? {
+        for r in fetch_text::<DB>(c, &mut qb, 4).await? {
+            if r[3].as_deref() != Some("completed") {
+                continue;
+            }
             by_child
                 .entry(required(&r[0])?.to_owned())
                 .or_default()

@@ -316,12 +316,15 @@ pub(crate) async fn reopen<DB: Dialect>(
     let mut edges: Vec<(String, String)> = Vec::new();
     for chunk in parents.chunks(CHUNK) {
         let mut qb = QueryBuilder::<DB>::new(
-            "SELECT e.parent_id, e.child_id FROM job_dependencies e \
-             JOIN jobs d ON d.id = e.child_id \
-             WHERE e.resolved = 1 AND d.status = 'waiting' AND e.parent_id IN ",
+            // The status is checked here: in SQL it could lead the plan to a scan.
+            "SELECT e.parent_id, e.child_id, d.status FROM job_dependencies e \
+             JOIN jobs d ON d.id = e.child_id WHERE e.resolved = 1 AND e.parent_id IN ",
         );
         push_ids(&mut qb, chunk);
-        for r in fetch_text::<DB>(c, &mut qb, 2).await? {
+        for r in fetch_text::<DB>(c, &mut qb, 3).await? {
+            if r[2].as_deref() != Some("waiting") {
+                continue;
+            }
             edges.push((required(&r[0])?.to_owned(), required(&r[1])?.to_owned()));
         }
     }
