@@ -15,9 +15,12 @@ use kyu::engine::{
 };
 use kyu::serde_json::{Value, json};
 
+/// Each job's name and the keys of the dependency results it was given.
+type Seen = Arc<Mutex<Vec<(String, Vec<String>)>>>;
+
 /// Sums its payload's `n` and every dependency's `sum`; records what it saw.
 struct Sum {
-    seen: Arc<Mutex<Vec<(String, Vec<String>)>>>,
+    seen: Seen,
 }
 
 #[kyu::async_trait]
@@ -44,7 +47,7 @@ async fn rust_handlers_get_their_dependencies_results() {
     let store = kyu::store::open(&url, Default::default())
         .await
         .expect("store");
-    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen: Seen = Arc::default();
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     // A long poll: a released job is started because the acker wakes the dispatcher.
     let config = EngineConfig {
