@@ -140,6 +140,24 @@ async fn seed_004_steps_run_in_order_and_each_sees_the_last_ones_result() {
     let listed = s.get("/api/v1/workflows", None).await;
     assert_eq!(listed.body["workflows"][0]["workflow_id"], wf.as_str());
     assert_eq!(listed.body["workflows"][0]["name"], "screening");
+
+    // The web page: the workflow's jobs with what they wait for; a job links to it.
+    let html = |path: String| {
+        let http = s.http.clone();
+        let url = s.url(&path);
+        async move {
+            let res = http.get(url).send().await.expect("page");
+            assert_eq!(res.status(), StatusCode::OK);
+            res.text().await.unwrap_or_default()
+        }
+    };
+    let page = html(format!("/workflows/{wf}")).await;
+    assert!(page.contains("id=\"workflow-status\">completed"), "{page}");
+    for key in ["collect", "rank", "screen"] {
+        assert!(page.contains(&format!(">{key}</a>")), "{key}: {page}");
+    }
+    let job = html(format!("/jobs/{rank_id}")).await;
+    assert!(job.contains(&format!("href=\"/workflows/{wf}\"")), "{job}");
 }
 
 #[tokio::test]

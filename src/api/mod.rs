@@ -18,7 +18,7 @@ pub(crate) mod queues;
 pub mod remote;
 pub mod server;
 pub mod workflow_model;
-mod workflows;
+pub(crate) mod workflows;
 
 use std::any::Any;
 use std::sync::Arc;

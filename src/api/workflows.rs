@@ -7,7 +7,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use kyu_actors::workflow::{ListWorkflows, MAX_WORKFLOW_JOBS, WorkflowSummary};
-use kyu_actors::{NewWorkflow, StoreError};
+use kyu_actors::{NewWorkflow, StoreError, WorkflowRecord};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -99,9 +99,18 @@ pub async fn get(
     caller: Caller,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<WorkflowView>, ApiError> {
-    let id = workflow_id(&path_param(id, "id")?)?;
-    match st.store.workflow(id).await? {
-        Some(r) if caller.may_see(r.summary.owner.as_deref()) => Ok(Json(r.into())),
+    let r = visible_workflow(&st, &caller, &path_param(id, "id")?).await?;
+    Ok(Json(r.into()))
+}
+
+/// The workflow `id` names, if it exists and the caller may see it.
+pub(crate) async fn visible_workflow(
+    st: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<WorkflowRecord, ApiError> {
+    match st.store.workflow(workflow_id(id)?).await? {
+        Some(r) if caller.may_see(r.summary.owner.as_deref()) => Ok(r),
         _ => Err(ApiError::WorkflowNotFound),
     }
 }
@@ -208,11 +217,10 @@ pub async fn cancel(
     caller: Caller,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CanceledWorkflow>, ApiError> {
-    let id = workflow_id(&path_param(id, "id")?)?;
-    match st.store.workflow(id).await? {
-        Some(r) if caller.may_see(r.summary.owner.as_deref()) => {}
-        _ => return Err(ApiError::WorkflowNotFound),
-    }
+    let id = visible_workflow(&st, &caller, &path_param(id, "id")?)
+        .await?
+        .summary
+        .id;
     let canceled = st.store.cancel_workflow(id).await?;
     Ok(Json(CanceledWorkflow {
         workflow_id: id,

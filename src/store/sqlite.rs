@@ -470,27 +470,30 @@ impl Store for SqliteStore {
         // the fence is decided here (and repeated in the UPDATE's WHERE).
         let ids: Vec<String> = acks.iter().map(|a| a.lease.id.to_string()).collect();
         let held: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_array(id, attempts, lease_owner)) FROM jobs \
+            "SELECT json_group_array(json_array(id, attempts, lease_owner, workflow_id)) FROM jobs \
              WHERE status = 'running' AND id IN (SELECT value FROM json_each($1))",
         )
         .bind(serde_json::to_string(&ids).unwrap_or_default())
         .fetch_one(&mut *tx)
         .await
         .store_err()?;
-        let mut held: Vec<(String, u32, Option<String>)> = serde_json::from_str(&held)
-            .map_err(|e| StoreError::Backend(format!("ack fence rows: {e}")))?;
+        // The workflow id says which finished jobs have dependents to settle.
+        let mut held: Vec<(String, u32, Option<String>, Option<String>)> =
+            serde_json::from_str(&held)
+                .map_err(|e| StoreError::Backend(format!("ack fence rows: {e}")))?;
         let mut applied = Vec::with_capacity(acks.len());
         let mut batch = Vec::new();
         let mut finished: Vec<String> = Vec::new();
         for (a, id) in acks.iter().zip(&ids) {
-            let pos = held.iter().position(|(hid, att, owner)| {
+            let pos = held.iter().position(|(hid, att, owner, _)| {
                 hid == id && *att == a.lease.attempt && owner.as_deref() == Some(&a.lease.owner)
             });
             applied.push(pos.is_some());
             if let Some(pos) = pos {
-                held.swap_remove(pos); // one outcome per attempt
+                // one outcome per attempt
+                let in_workflow = held.swap_remove(pos).3.is_some();
                 let w = AckWrite::new(&a.outcome, now);
-                if w.finished_at.is_some() {
+                if in_workflow && w.finished_at.is_some() {
                     finished.push(id.clone());
                 }
                 batch.push(serde_json::json!([

@@ -132,6 +132,8 @@ pub(crate) struct JobCard {
     pub max_attempts: u32,
     pub timeout_seconds: f64,
     pub unique_key: Option<String>,
+    /// The workflow the job belongs to (its page), and its key there.
+    pub workflow: Option<(String, String)>,
     pub cancel_requested: bool,
     pub created: Stamp,
     pub run_at: Stamp,
@@ -176,6 +178,9 @@ impl JobCard {
             max_attempts: v.max_attempts,
             timeout_seconds: v.timeout_seconds,
             unique_key: v.unique_key,
+            workflow: v
+                .workflow_id
+                .map(|w| (w.to_string(), v.workflow_key.unwrap_or_default())),
             can_cancel: !done && !v.cancel_requested,
             cancel_requested: v.cancel_requested,
             created: Stamp::new(v.created_at),

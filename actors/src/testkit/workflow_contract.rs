@@ -163,7 +163,17 @@ pub async fn workflow_diamond_runs_in_order(ts: &TestStore) {
     assert_eq!(bc["b"].dependency_results["a"], json!({ "from": "a" }));
     finish(ts, &bc["b"], completed("b")).await;
     assert_eq!(status(ts, wf.jobs["d"]).await, JobStatus::Waiting);
+    // Time spent waiting for dependencies is not queue wait: a released job is due
+    // from its release on.
+    ts.clock.advance(Duration::from_secs(600));
     finish(ts, &bc["c"], completed("c")).await;
+    let released = ts.store.get(wf.jobs["d"]).await.unwrap().unwrap();
+    assert_eq!(released.status, JobStatus::Queued);
+    assert_eq!(
+        released.run_at.timestamp_millis(),
+        ts.clock.now().timestamp_millis(),
+        "due from its release"
+    );
     let d = claim_keys(ts, &wf, &["d"]).await;
     let results = &d["d"].dependency_results;
     assert_eq!(results.len(), 2);
