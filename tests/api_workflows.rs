@@ -203,6 +203,24 @@ async fn seed_000_batch_of_50_summaries_feeds_one_digest_and_callbacks_run_once(
         let job = s.wait_status(id, None, "completed").await;
         assert_eq!(job["attempts"], 1, "{cb} ran once");
     }
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    let finished: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("kyu_workflows_finished_total{"))
+        .collect();
+    assert_eq!(
+        finished,
+        ["kyu_workflows_finished_total{outcome=\"completed\"} 1"],
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
