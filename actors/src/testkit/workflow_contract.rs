@@ -32,7 +32,8 @@ macro_rules! workflow_contract_tests {
             workflow_diamond_runs_in_order, workflow_release_exactly_once_under_concurrency,
             workflow_failure_cancels_transitively, workflow_ignore_and_run_policies,
             workflow_callbacks_run_once, workflow_retry_resumes_canceled_dependents,
-            workflow_invalid_is_refused_whole, workflow_cancel_and_list);
+            workflow_invalid_is_refused_whole, workflow_cancel_and_list,
+            workflow_rescued_final_failure_settles);
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
         $(
@@ -538,4 +539,32 @@ pub async fn workflow_cancel_and_list(ts: &TestStore) {
         .unwrap();
     assert_eq!(next.workflows[0].id, ids[0].id);
     assert_eq!(next.next_cursor, None);
+}
+
+/// A job whose node died on its last attempt fails by lease rescue, and its
+/// dependents settle as after any failure (B canceled, C under `run` released).
+pub async fn workflow_rescued_final_failure_settles(ts: &TestStore) {
+    let wf = ts
+        .store
+        .enqueue_workflow(
+            NewWorkflow::new()
+                .job("a", noop(0).max_attempts(1))
+                .job("b", noop(1))
+                .depends_on(["a"])
+                .job("c", noop(2))
+                .depends_on(["a"])
+                .on_dependency_failure(DependencyPolicy::Run),
+        )
+        .await
+        .unwrap();
+    let _held = claim_keys(ts, &wf, &["a"]).await;
+    ts.clock.advance(LEASE + Duration::from_secs(1));
+    let rescued = ts.store.rescue_expired(10).await.expect("rescue");
+    assert_eq!(rescued, vec![wf.jobs["a"]]);
+    assert_eq!(status(ts, wf.jobs["a"]).await, JobStatus::Failed);
+    assert_eq!(status(ts, wf.jobs["b"]).await, JobStatus::Canceled);
+    let c = claim_keys(ts, &wf, &["c"]).await;
+    finish(ts, &c["c"], completed("c")).await;
+    let rec = ts.store.workflow(wf.id).await.unwrap().unwrap();
+    assert_eq!(rec.status(), WorkflowStatus::Failed);
 }
