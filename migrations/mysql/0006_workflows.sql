@@ -28,11 +28,14 @@ CREATE TABLE workflows (
 
 -- One row per edge: `child_id` waits for `parent_id`. `resolved` is 1 once the edge
 -- was counted off the child's counter (or released it), so an edge counts once.
+-- `workflow_id` lets pruning drop a finished workflow's edges with it.
 CREATE TABLE job_dependencies (
+    workflow_id CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     parent_id CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     child_id  CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     policy    VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     resolved  INT NOT NULL DEFAULT 0,
     PRIMARY KEY (parent_id, child_id),
-    KEY job_dependencies_child (child_id)
+    KEY job_dependencies_child (child_id),
+    KEY job_dependencies_workflow (workflow_id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;

@@ -27,7 +27,9 @@ CREATE INDEX workflows_owner ON workflows (owner, id) WHERE owner IS NOT NULL;
 
 -- One row per edge: `child_id` waits for `parent_id`. `resolved` is 1 once the edge
 -- was counted off the child's counter (or released it), so an edge counts once.
+-- `workflow_id` lets pruning drop a finished workflow's edges with it.
 CREATE TABLE job_dependencies (
+    workflow_id TEXT    NOT NULL,
     parent_id TEXT    NOT NULL,
     child_id  TEXT    NOT NULL,
     policy    TEXT    NOT NULL,
@@ -35,3 +37,4 @@ CREATE TABLE job_dependencies (
     PRIMARY KEY (parent_id, child_id)
 );
 CREATE INDEX job_dependencies_child ON job_dependencies (child_id);
+CREATE INDEX job_dependencies_workflow ON job_dependencies (workflow_id);

@@ -36,6 +36,7 @@ use super::row::{
     JobRow, LiveRow, aged_cutoff, counts_from_rows, into_jobs_in_claim_order, job_columns,
     leases_from_rows, live_counts_from_rows, nodes_from_rows, parse_id, parse_status,
 };
+use super::workflow::prune::{self, prunable};
 use super::workflow::{insert, read, settle};
 use super::write::{
     AckWrite, InsertRow, duration_ms, insert_rows, lease_expired_error, node_dead_error,
@@ -739,15 +740,19 @@ impl Store for MySqlStore {
     }
 
     async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
-        let done = sqlx::query(
+        let mut conn = self.pool.acquire().await.store_err()?;
+        let done = sqlx::query(concat!(
             "DELETE FROM jobs WHERE status IN ('completed', 'failed', 'canceled') \
-             AND finished_at < ? ORDER BY finished_at LIMIT ?",
-        )
+             AND finished_at < ?",
+            prunable!(),
+            " ORDER BY finished_at LIMIT ?"
+        ))
         .bind(to_millis(before))
         .bind(i64::from(limit))
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await
         .store_err()?;
+        prune::prune_workflows::<MySql>(&mut conn, limit).await?;
         Ok(done.rows_affected())
     }
 

@@ -41,6 +41,7 @@ use super::row::{
     JobRow, LiveRow, NodeRow, aged_cutoff, claim_order, counts_from_rows, into_jobs_in_claim_order,
     job_columns, leases_from_rows, live_counts_from_rows, nodes_from_rows, parse_id, parse_status,
 };
+use super::workflow::prune::{self, prunable};
 use super::workflow::{insert, read, settle};
 use super::write::{
     AckWrite, InsertRow, duration_ms, insert_rows, lease_expired_error, node_dead_error,
@@ -774,16 +775,19 @@ impl Store for SqliteStore {
 
     async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
         let _turn = self.write_turn().await;
-        let done = sqlx::query(
+        let mut conn = self.pool.acquire().await.store_err()?;
+        let done = sqlx::query(concat!(
             "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_finished \
-             WHERE status IN ('completed', 'failed', 'canceled') AND finished_at < $1 \
-             ORDER BY finished_at LIMIT $2)",
-        )
+             WHERE status IN ('completed', 'failed', 'canceled') AND finished_at < $1",
+            prunable!(),
+            " ORDER BY finished_at LIMIT $2)"
+        ))
         .bind(to_millis(before))
         .bind(i64::from(limit))
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await
         .store_err()?;
+        prune::prune_workflows::<Sqlite>(&mut conn, limit).await?;
         Ok(done.rows_affected())
     }
 

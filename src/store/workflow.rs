@@ -8,6 +8,7 @@
 //! retry. The rules themselves are in `kyu_actors::workflow`.
 
 pub mod insert;
+pub mod prune;
 pub mod read;
 pub mod settle;
 

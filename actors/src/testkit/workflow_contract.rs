@@ -33,7 +33,7 @@ macro_rules! workflow_contract_tests {
             workflow_failure_cancels_transitively, workflow_ignore_and_run_policies,
             workflow_callbacks_run_once, workflow_retry_resumes_canceled_dependents,
             workflow_invalid_is_refused_whole, workflow_cancel_and_list,
-            workflow_rescued_final_failure_settles);
+            workflow_rescued_final_failure_settles, workflow_prune_keeps_running_workflows);
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
         $(
@@ -567,4 +567,43 @@ pub async fn workflow_rescued_final_failure_settles(ts: &TestStore) {
     finish(ts, &c["c"], completed("c")).await;
     let rec = ts.store.workflow(wf.id).await.unwrap().unwrap();
     assert_eq!(rec.status(), WorkflowStatus::Failed);
+}
+
+/// Pruning keeps the finished jobs of a workflow that still runs (their results still
+/// flow); once it finished and its jobs are pruned, the workflow goes too.
+pub async fn workflow_prune_keeps_running_workflows(ts: &TestStore) {
+    let wf = ts
+        .store
+        .enqueue_workflow(
+            NewWorkflow::new()
+                .job("a", noop(0))
+                .job("b", noop(1))
+                .depends_on(["a"])
+                .job("c", noop(2))
+                .depends_on(["b"]),
+        )
+        .await
+        .unwrap();
+    let a = claim_keys(ts, &wf, &["a"]).await;
+    finish(ts, &a["a"], completed("a")).await;
+    let plain = ts.store.enqueue(noop(9)).await.unwrap().id;
+    let p = claim_all(&ts.store).await;
+    assert_eq!(p.len(), 2, "b and the plain job");
+    for j in &p {
+        finish(ts, j, completed("x")).await;
+    }
+    ts.clock.advance(Duration::from_secs(3600));
+    let later = ts.clock.now();
+    let pruned = ts.store.prune(later, 100).await.expect("prune");
+    assert_eq!(pruned, 1, "only the plain job: the workflow still runs");
+    assert!(ts.store.get(plain).await.unwrap().is_none());
+    let c = claim_keys(ts, &wf, &["c"]).await;
+    assert_eq!(c["c"].dependency_results["b"], json!({ "from": "x" }));
+    finish(ts, &c["c"], completed("c")).await;
+    ts.clock.advance(Duration::from_secs(3600));
+    let pruned = ts.store.prune(ts.clock.now(), 100).await.expect("prune");
+    assert_eq!(pruned, 3);
+    // The workflow row goes once its jobs are gone (the same or the next prune).
+    let _ = ts.store.prune(ts.clock.now(), 100).await.expect("prune");
+    assert!(ts.store.workflow(wf.id).await.unwrap().is_none());
 }

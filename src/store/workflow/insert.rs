@@ -10,7 +10,7 @@ use sqlx::QueryBuilder;
 use super::{CHUNK, Dialect};
 use crate::store::write::InsertRow;
 
-/// Job rows per multi-row INSERT (17 binds each).
+/// Job rows per multi-row INSERT (17 binds each); edges go by [`CHUNK`] (4 binds each).
 const JOB_CHUNK: usize = 500;
 
 /// One job row of the workflow, ready to bind.
@@ -154,10 +154,12 @@ pub(crate) async fn insert_workflow<DB: Dialect>(
 
     for chunk in edges.chunks(CHUNK) {
         let mut qb = QueryBuilder::<DB>::new(
-            "INSERT INTO job_dependencies (parent_id, child_id, policy) VALUES ",
+            "INSERT INTO job_dependencies (workflow_id, parent_id, child_id, policy) VALUES ",
         );
         for (n, (parent, child, policy)) in chunk.iter().enumerate() {
             qb.push(if n == 0 { "(" } else { ", (" });
+            DB::bind_text(&mut qb, wf_id.clone());
+            qb.push(", ");
             DB::bind_text(&mut qb, parent.clone());
             qb.push(", ");
             DB::bind_text(&mut qb, child.clone());
