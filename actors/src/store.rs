@@ -274,19 +274,22 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<Vec<LeaseState>, StoreError>;
 
-    /// Writes outcomes in one transaction. Returns, per ack in order, whether it was
-    /// applied (`false`: fenced, the lease was no longer held).
+    /// Writes outcomes in one transaction, with the settling of the dependents of
+    /// workflow jobs that became final (see [`crate::workflow`]). Returns, per ack in
+    /// order, whether it was applied (`false`: fenced, the lease was no longer held).
     async fn ack(&self, acks: &[Ack]) -> Result<Vec<bool>, StoreError>;
 
     /// Records progress (0–100) of a running attempt. `Ok(false)` when fenced.
     async fn set_progress(&self, lease: &JobLease, progress: u8) -> Result<bool, StoreError>;
 
-    /// Cancels a queued or scheduled job, or asks a running one to stop.
+    /// Cancels a waiting, queued or scheduled job (a workflow job's dependents settle
+    /// in the same transaction), or asks a running one to stop.
     /// A final job is an `InvalidTransition`.
     async fn request_cancel(&self, id: Uuid) -> Result<CancelOutcome, StoreError>;
 
     /// Queues a failed or canceled job again (one more attempt is allowed if its
-    /// attempts were used up). Other statuses are an `InvalidTransition`.
+    /// attempts were used up); the workflow jobs its failure canceled wait again.
+    /// Other statuses are an `InvalidTransition`.
     async fn retry(&self, id: Uuid) -> Result<Job, StoreError>;
 
     /// Leases of running jobs whose lease expired (their node died or stalled).
@@ -325,7 +328,9 @@ pub trait Store: Send + Sync + 'static {
     /// Queues with jobs or a pause flag.
     async fn queues(&self) -> Result<Vec<QueueState>, StoreError>;
 
-    /// Deletes up to `limit` final jobs that finished before `before`. Returns how many.
+    /// Deletes up to `limit` final jobs that finished before `before`, except jobs of
+    /// a workflow that still runs; a finished workflow goes once its jobs are gone.
+    /// Returns how many jobs it deleted.
     async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
 
     // ---- Nodes, leadership and cron (several processes on one database) ----------

@@ -249,7 +249,7 @@ pub(crate) async fn list_page(
     Ok((page.jobs, page.next_cursor.map(super::cursor::encode)))
 }
 
-/// Cancel a queued, scheduled or running job (a running one is asked to stop).
+/// Cancel a waiting, queued, scheduled or running job (a running one is asked to stop).
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs",
     params(("id" = Uuid, Path, description = "The job id")),
     security(("bearer" = [])),
