@@ -245,6 +245,17 @@ impl Engine {
         Ok(e)
     }
 
+    /// Commits a workflow (all or nothing, see [`crate::workflow`]), then wakes the
+    /// dispatcher for the jobs that are due at once.
+    pub async fn enqueue_workflow(
+        &self,
+        wf: crate::workflow::NewWorkflow,
+    ) -> Result<crate::workflow::WorkflowCreated, StoreError> {
+        let created = self.deps.store.enqueue_workflow(wf).await?;
+        self.wake();
+        Ok(created)
+    }
+
     /// Jobs fall due at these times: waiting remote fetches look again then.
     pub(crate) fn due_at(&self, times: Vec<chrono::DateTime<chrono::Utc>>) {
         if !times.is_empty() {

@@ -2,7 +2,7 @@
 //! attempt, a cancellation token, a progress reporter) and returns a JSON result or a
 //! [`JobError`] that says whether to retry. Built-ins: `noop`, `echo`, `delay_print`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -29,6 +29,8 @@ pub struct JobContext {
     pub provider: Option<String>,
     /// Other providers' buckets (a fallback chain asks before calling one).
     pub limits: RateLimits,
+    /// A workflow job's dependencies' results by workflow key (empty otherwise).
+    pub dependency_results: Arc<BTreeMap<String, serde_json::Value>>,
 }
 
 impl JobContext {
@@ -48,7 +50,13 @@ impl JobContext {
                 per_minute: u32::MAX,
                 burst: u32::MAX,
             }),
+            dependency_results: Arc::default(),
         }
+    }
+
+    /// The results of this workflow job's completed dependencies, by workflow key.
+    pub fn dependency_results(&self) -> &BTreeMap<String, serde_json::Value> {
+        &self.dependency_results
     }
 
     /// `Err(Canceled)` once the job is canceled, its lease lost or the engine stopping:

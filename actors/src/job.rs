@@ -1,5 +1,6 @@
 //! The job record and the builder for new jobs.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -48,6 +49,16 @@ pub struct Job {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    /// The workflow the job belongs to (see [`crate::workflow`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_id: Option<Uuid>,
+    /// Its key in that workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_key: Option<String>,
+    /// The results of its completed dependencies, by workflow key. Filled for a
+    /// claimed workflow job; empty otherwise.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dependency_results: BTreeMap<String, serde_json::Value>,
 }
 
 impl Job {

@@ -35,6 +35,7 @@ pub mod run;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+pub mod workflow;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
@@ -61,4 +62,8 @@ pub use status::JobStatus;
 pub use store::{
     Ack, CancelOutcome, ClaimParams, Enqueued, JobLease, JobPage, ListJobs, LiveCount, MAX_PAGE,
     NodeInfo, NodeRecord, Outcome, QueueCount, QueueState, Store, StoreError, validate_new_job,
+};
+pub use workflow::{
+    DependencyPolicy, NewWorkflow, Workflow, WorkflowCreated, WorkflowError, WorkflowRecord,
+    WorkflowStatus,
 };

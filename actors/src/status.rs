@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
+    /// A workflow job whose dependencies are not done yet: the completion that meets
+    /// its last dependency makes it `queued` (see [`crate::workflow`]).
+    Waiting,
     /// Due and waiting for a worker.
     Queued,
     /// Waiting for its `run_at` (delayed job or retry back-off).
@@ -28,7 +31,8 @@ pub enum JobStatus {
 
 impl JobStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [JobStatus; 6] = [
+    pub const ALL: [JobStatus; 7] = [
+        JobStatus::Waiting,
         JobStatus::Queued,
         JobStatus::Scheduled,
         JobStatus::Running,
@@ -40,6 +44,7 @@ impl JobStatus {
     /// The lowercase name stored in the database and shown by the API.
     pub const fn as_str(self) -> &'static str {
         match self {
+            JobStatus::Waiting => "waiting",
             JobStatus::Queued => "queued",
             JobStatus::Scheduled => "scheduled",
             JobStatus::Running => "running",
@@ -73,7 +78,7 @@ impl fmt::Display for JobStatus {
 /// A status name that is not one of [`JobStatus::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown job status `{0}` (expected one of queued, scheduled, running, completed, failed, canceled)"
+    "unknown job status `{0}` (expected one of waiting, queued, scheduled, running, completed, failed, canceled)"
 )]
 pub struct UnknownStatus(pub String);
 

@@ -16,6 +16,10 @@ use uuid::Uuid;
 use crate::error::AttemptError;
 use crate::job::{Job, NewJob};
 use crate::status::JobStatus;
+use crate::workflow::{
+    Dependency, ListWorkflows, NewWorkflow, WorkflowCreated, WorkflowError, WorkflowPage,
+    WorkflowRecord,
+};
 
 /// The fencing token of one attempt: only its holder may change the running job.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -135,7 +139,7 @@ pub struct QueueCount {
     pub count: u64,
 }
 
-/// Live jobs (queued, scheduled, running) of one queue and status, and the earliest
+/// Live jobs (waiting, queued, scheduled, running) of one queue and status, and the earliest
 /// `run_at` among them: for a queued group that is the oldest due job's; for a
 /// scheduled group, if it is past, a due job not yet moved to `queued`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,6 +200,14 @@ pub enum StoreError {
         field: &'static str,
         message: String,
     },
+    /// A workflow that is not a DAG of valid jobs; names the field at fault.
+    #[error("invalid workflow: {0}")]
+    InvalidWorkflow(WorkflowError),
+    #[error("workflow {0} not found")]
+    WorkflowNotFound(Uuid),
+    /// The backend does not implement this (the memory store has no workflows).
+    #[error("{0} is not supported by this store")]
+    Unsupported(&'static str),
     #[error("store unavailable: {0}")]
     Unavailable(String),
     /// Out of space (SQLITE_FULL, PostgreSQL 53100, MariaDB 1114/1021): nothing was written.
@@ -262,19 +274,22 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<Vec<LeaseState>, StoreError>;
 
-    /// Writes outcomes in one transaction. Returns, per ack in order, whether it was
-    /// applied (`false`: fenced, the lease was no longer held).
+    /// Writes outcomes in one transaction, with the settling of the dependents of
+    /// workflow jobs that became final (see [`crate::workflow`]). Returns, per ack in
+    /// order, whether it was applied (`false`: fenced, the lease was no longer held).
     async fn ack(&self, acks: &[Ack]) -> Result<Vec<bool>, StoreError>;
 
     /// Records progress (0–100) of a running attempt. `Ok(false)` when fenced.
     async fn set_progress(&self, lease: &JobLease, progress: u8) -> Result<bool, StoreError>;
 
-    /// Cancels a queued or scheduled job, or asks a running one to stop.
+    /// Cancels a waiting, queued or scheduled job (a workflow job's dependents settle
+    /// in the same transaction), or asks a running one to stop.
     /// A final job is an `InvalidTransition`.
     async fn request_cancel(&self, id: Uuid) -> Result<CancelOutcome, StoreError>;
 
     /// Queues a failed or canceled job again (one more attempt is allowed if its
-    /// attempts were used up). Other statuses are an `InvalidTransition`.
+    /// attempts were used up); the workflow jobs its failure canceled wait again.
+    /// Other statuses are an `InvalidTransition`.
     async fn retry(&self, id: Uuid) -> Result<Job, StoreError>;
 
     /// Leases of running jobs whose lease expired (their node died or stalled).
@@ -313,7 +328,9 @@ pub trait Store: Send + Sync + 'static {
     /// Queues with jobs or a pause flag.
     async fn queues(&self) -> Result<Vec<QueueState>, StoreError>;
 
-    /// Deletes up to `limit` final jobs that finished before `before`. Returns how many.
+    /// Deletes up to `limit` final jobs that finished before `before`, except jobs of
+    /// a workflow that still runs; a finished workflow goes once its jobs are gone.
+    /// Returns how many jobs it deleted.
     async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
 
     // ---- Nodes, leadership and cron (several processes on one database) ----------
@@ -389,6 +406,42 @@ pub trait Store: Send + Sync + 'static {
         tick: DateTime<Utc>,
         job: NewJob,
     ) -> Result<Option<Enqueued>, StoreError>;
+
+    // ---- Workflows (see crate::workflow) ------------------------------------------
+
+    /// Validates `wf` ([`NewWorkflow::validate`]) and commits the workflow, its jobs,
+    /// their dependency edges and its callbacks in one transaction, or nothing. Jobs
+    /// without dependencies are due at once (or at their `run_at`); the others wait.
+    async fn enqueue_workflow(&self, wf: NewWorkflow) -> Result<WorkflowCreated, StoreError> {
+        let _ = wf;
+        Err(StoreError::Unsupported("workflows"))
+    }
+
+    /// A workflow with its jobs, their statuses and dependencies.
+    async fn workflow(&self, id: Uuid) -> Result<Option<WorkflowRecord>, StoreError> {
+        let _ = id;
+        Err(StoreError::Unsupported("workflows"))
+    }
+
+    /// Workflows newest first (`owner` filters), a page at a time.
+    async fn list_workflows(&self, q: &ListWorkflows) -> Result<WorkflowPage, StoreError> {
+        let _ = q;
+        Err(StoreError::Unsupported("workflows"))
+    }
+
+    /// Cancels every job of the workflow that is not final (running ones are asked
+    /// to stop), callbacks included; dependents settle as after any cancel. Returns
+    /// how many jobs it canceled or asked to stop.
+    async fn cancel_workflow(&self, id: Uuid) -> Result<u64, StoreError> {
+        let _ = id;
+        Err(StoreError::Unsupported("workflows"))
+    }
+
+    /// The jobs `id` depends on (empty for a job outside any workflow).
+    async fn dependencies(&self, id: Uuid) -> Result<Vec<Dependency>, StoreError> {
+        let _ = id;
+        Ok(Vec::new())
+    }
 }
 
 /// Checks a new job's fields before any store touches it.

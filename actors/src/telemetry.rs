@@ -46,6 +46,7 @@ pub const REMOTE_FETCHES_WAITING: &str = "kyu_remote_fetches_waiting";
 pub const REMOTE_FETCH_WAIT: &str = "kyu_remote_fetch_wait_seconds";
 pub const REMOTE_REPORT_SECONDS: &str = "kyu_remote_report_duration_seconds";
 pub const REMOTE_JOBS: &str = "kyu_remote_jobs_total";
+pub const WORKFLOWS_FINISHED: &str = "kyu_workflows_finished_total";
 
 /// Histogram buckets for every `_seconds` histogram: from 1 ms jobs and requests to
 /// 5-minute jobs.
@@ -68,6 +69,10 @@ pub fn describe() {
     describe_counter!(
         JOBS_FINISHED,
         "Jobs that reached a final status (completed, failed, canceled)."
+    );
+    describe_counter!(
+        WORKFLOWS_FINISHED,
+        "Workflows whose last job became final, by outcome (completed: all completed; failed)."
     );
     describe_counter!(
         JOB_ERRORS,

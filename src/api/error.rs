@@ -39,6 +39,9 @@ pub enum ApiError {
     /// The job does not exist or is not the caller's (the same answer on purpose).
     #[error("job not found")]
     JobNotFound,
+    /// The workflow does not exist or is not the caller's.
+    #[error("workflow not found")]
+    WorkflowNotFound,
     #[error("no such worker on this node")]
     WorkerNotFound,
     #[error("no route {0}")]
@@ -82,7 +85,7 @@ pub struct ErrorDetail {
     /// `payload_too_large`, `unsupported_media_type`, `unauthorized`, `forbidden`,
     /// `not_found`, `method_not_allowed`, `invalid_state`, `unique_key_taken`, `lease_lost`,
     /// `rate_limited` (429), `store_unavailable`, `storage_full` (507), `not_ready`,
-    /// `internal`.
+    /// `unsupported` (the store has no workflows), `internal`.
     pub code: String,
     pub message: String,
     /// The request field at fault, when there is one (`priority`, `jobs[3].type`, …).
@@ -138,9 +141,10 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
-            ApiError::JobNotFound | ApiError::NoRoute(_) | ApiError::WorkerNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::JobNotFound
+            | ApiError::WorkflowNotFound
+            | ApiError::NoRoute(_)
+            | ApiError::WorkerNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) | ApiError::UniqueKeyTaken | ApiError::LeaseLost => {
                 StatusCode::CONFLICT
@@ -163,7 +167,10 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden => "forbidden",
-            ApiError::JobNotFound | ApiError::NoRoute(_) | ApiError::WorkerNotFound => "not_found",
+            ApiError::JobNotFound
+            | ApiError::WorkflowNotFound
+            | ApiError::NoRoute(_)
+            | ApiError::WorkerNotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "invalid_state",
             ApiError::UniqueKeyTaken => "unique_key_taken",
@@ -203,6 +210,13 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(_) => ApiError::JobNotFound,
             StoreError::InvalidTransition { .. } => ApiError::Conflict(e.to_string()),
             StoreError::Invalid { field, message } => ApiError::invalid(field, message),
+            StoreError::InvalidWorkflow(e) => ApiError::invalid(e.field, e.message),
+            StoreError::WorkflowNotFound(_) => ApiError::WorkflowNotFound,
+            StoreError::Unsupported(what) => ApiError::BadRequest {
+                code: "unsupported",
+                message: format!("{what} are not supported by this store"),
+                field: None,
+            },
             StoreError::Unavailable(m) => ApiError::StoreUnavailable(m),
             StoreError::Full(m) => ApiError::StorageFull(m),
             StoreError::Backend(m) => ApiError::Internal(m),

@@ -123,7 +123,14 @@ pub async fn get(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<JobView>, ApiError> {
     let job = visible_job(&st, &caller, &path_param(id, "id")?).await?;
-    Ok(Json(JobView::new(job, caller.is_admin())))
+    let in_workflow = job.workflow_id.is_some();
+    let id = job.id;
+    let mut view = JobView::new(job, caller.is_admin());
+    if in_workflow {
+        let deps = st.store.dependencies(id).await?;
+        view.dependencies = Some(deps.into_iter().map(Into::into).collect());
+    }
+    Ok(Json(view))
 }
 
 /// Raw list parameters; each is checked by hand so the error names it.
@@ -199,7 +206,7 @@ pub(crate) async fn list_page(
             s.parse::<kyu_actors::JobStatus>().map_err(|_| {
                 ApiError::invalid(
                     "status",
-                    "must be queued, scheduled, running, completed, failed or canceled",
+                    "must be waiting, queued, scheduled, running, completed, failed or canceled",
                 )
             })
         })
@@ -242,7 +249,7 @@ pub(crate) async fn list_page(
     Ok((page.jobs, page.next_cursor.map(super::cursor::encode)))
 }
 
-/// Cancel a queued, scheduled or running job (a running one is asked to stop).
+/// Cancel a waiting, queued, scheduled or running job (a running one is asked to stop).
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs",
     params(("id" = Uuid, Path, description = "The job id")),
     security(("bearer" = [])),
@@ -363,7 +370,7 @@ async fn created(
 }
 
 /// Checks a request and builds the job it asks for.
-fn new_job(req: CreateJob, st: &AppState, caller: &Caller) -> Result<NewJob, ApiError> {
+pub(crate) fn new_job(req: CreateJob, st: &AppState, caller: &Caller) -> Result<NewJob, ApiError> {
     if !st.job_types.contains(&req.job_type) && !st.remote.serves(&req.job_type) {
         return Err(ApiError::BadRequest {
             code: "unknown_job_type",

@@ -18,6 +18,8 @@ pub(crate) mod queues;
 pub mod rate_limit;
 pub mod remote;
 pub mod server;
+pub mod workflow_model;
+pub(crate) mod workflows;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -143,6 +145,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/jobs/{id}", get(jobs::get))
         .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/api/v1/jobs/{id}/retry", post(jobs::retry))
+        .route(
+            "/api/v1/workflows",
+            post(workflows::create).get(workflows::list),
+        )
+        .route("/api/v1/workflows/{id}", get(workflows::get))
+        .route("/api/v1/workflows/{id}/cancel", post(workflows::cancel))
         .route("/api/v1/queues", get(queues::list))
         .route("/api/v1/queues/{name}/pause", post(queues::pause))
         .route("/api/v1/queues/{name}/resume", post(queues::resume))

@@ -12,6 +12,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// A workflow job whose dependencies are not done yet.
+    Waiting,
     Queued,
     Scheduled,
     Running,
@@ -23,6 +25,7 @@ pub enum Status {
 impl From<JobStatus> for Status {
     fn from(s: JobStatus) -> Status {
         match s {
+            JobStatus::Waiting => Status::Waiting,
             JobStatus::Queued => Status::Queued,
             JobStatus::Scheduled => Status::Scheduled,
             JobStatus::Running => Status::Running,
@@ -36,6 +39,7 @@ impl From<JobStatus> for Status {
 impl From<Status> for JobStatus {
     fn from(s: Status) -> JobStatus {
         match s {
+            Status::Waiting => JobStatus::Waiting,
             Status::Queued => JobStatus::Queued,
             Status::Scheduled => JobStatus::Scheduled,
             Status::Running => JobStatus::Running,
@@ -187,6 +191,15 @@ pub struct JobView {
     pub unique_key: Option<String>,
     /// The token name that created the job.
     pub owner: Option<String>,
+    /// The workflow the job belongs to, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow_id: Option<Uuid>,
+    /// Its key in that workflow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow_key: Option<String>,
+    /// The jobs it waits for (`GET /api/v1/jobs/{id}` of a workflow job only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dependencies: Option<Vec<super::workflow_model::DependencyView>>,
 }
 
 impl JobView {
@@ -216,6 +229,9 @@ impl JobView {
             cancel_requested: job.cancel_requested,
             unique_key: job.unique_key,
             owner: job.owner,
+            workflow_id: job.workflow_id,
+            workflow_key: job.workflow_key,
+            dependencies: None,
         }
     }
 }
@@ -231,6 +247,7 @@ pub struct JobList {
 /// Jobs per status in one queue.
 #[derive(Debug, Default, Serialize, ToSchema)]
 pub struct StatusCounts {
+    pub waiting: u64,
     pub queued: u64,
     pub scheduled: u64,
     pub running: u64,
@@ -242,6 +259,7 @@ pub struct StatusCounts {
 impl StatusCounts {
     pub fn add(&mut self, status: JobStatus, n: u64) {
         let slot = match status {
+            JobStatus::Waiting => &mut self.waiting,
             JobStatus::Queued => &mut self.queued,
             JobStatus::Scheduled => &mut self.scheduled,
             JobStatus::Running => &mut self.running,

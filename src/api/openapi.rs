@@ -7,13 +7,14 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::remote::{fetch, report};
-use super::{error, health, jobs, model, nodes, queues};
+use super::{error, health, jobs, model, nodes, queues, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "kyu", description = "A durable, actor-based job engine"),
     paths(
         jobs::create, jobs::create_batch, jobs::get, jobs::list, jobs::cancel, jobs::retry,
+        workflows::create, workflows::list, workflows::get, workflows::cancel,
         queues::list, queues::pause, queues::resume, queues::workers, nodes::list,
         health::healthz, health::readyz,
         fetch::fetch, fetch::stop, report::heartbeat, report::complete, report::fail,
@@ -44,6 +45,12 @@ pub fn document(job_types: &[String], max_batch: usize) -> Value {
             t["enum"] = json!(job_types);
         }
         create["not"] = json!({ "required": ["delay_seconds", "run_at"] });
+    }
+    if let Some(job) = doc.pointer_mut("/components/schemas/CreateWorkflowJob") {
+        if let Some(t) = job.pointer_mut("/properties/type") {
+            t["enum"] = json!(job_types);
+        }
+        job["not"] = json!({ "required": ["delay_seconds", "run_at"] });
     }
     if let Some(jobs) = doc.pointer_mut("/components/schemas/CreateJobs/properties/jobs") {
         jobs["maxItems"] = json!(max_batch);

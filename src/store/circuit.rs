@@ -31,7 +31,9 @@ use kyu_actors::store::{
 use kyu_actors::telemetry::{STORAGE_FULL, STORE_UP};
 
 use super::error::POOL_BUSY;
+use kyu_actors::workflow::{Dependency, ListWorkflows, WorkflowPage};
 use kyu_actors::{Job, LiveCount, NewJob, NodeInfo, NodeRecord, Store, StoreError};
+use kyu_actors::{NewWorkflow, WorkflowCreated, WorkflowRecord};
 use uuid::Uuid;
 
 /// How often an open circuit probes the store.
@@ -342,5 +344,21 @@ impl Store for CircuitStore {
         job: NewJob,
     ) -> Result<Option<Enqueued>, StoreError> {
         write!(self, self.inner.enqueue_cron(name, tick, job))
+    }
+
+    async fn enqueue_workflow(&self, wf: NewWorkflow) -> Result<WorkflowCreated, StoreError> {
+        write!(self, self.inner.enqueue_workflow(wf))
+    }
+    async fn workflow(&self, id: Uuid) -> Result<Option<WorkflowRecord>, StoreError> {
+        read!(self, self.inner.workflow(id))
+    }
+    async fn list_workflows(&self, q: &ListWorkflows) -> Result<WorkflowPage, StoreError> {
+        read!(self, self.inner.list_workflows(q))
+    }
+    async fn cancel_workflow(&self, id: Uuid) -> Result<u64, StoreError> {
+        write!(self, self.inner.cancel_workflow(id))
+    }
+    async fn dependencies(&self, id: Uuid) -> Result<Vec<Dependency>, StoreError> {
+        read!(self, self.inner.dependencies(id))
     }
 }

@@ -15,7 +15,9 @@ use kyu_actors::store::{
     Ack, CancelOutcome, ClaimParams, Enqueued, JobLease, JobPage, LeaseState, ListJobs, QueueCount,
     QueueState,
 };
+use kyu_actors::workflow::{Dependency, ListWorkflows, WorkflowPage};
 use kyu_actors::{Job, NewJob, NodeInfo, NodeRecord, Store, StoreError};
+use kyu_actors::{NewWorkflow, WorkflowCreated, WorkflowRecord};
 use uuid::Uuid;
 
 pub const FAILPOINTS_ENV: &str = "KYU_FAILPOINTS";
@@ -211,6 +213,22 @@ impl Store for FailpointStore {
         job: NewJob,
     ) -> Result<Option<Enqueued>, StoreError> {
         self.inner.enqueue_cron(name, tick, job).await
+    }
+
+    async fn enqueue_workflow(&self, wf: NewWorkflow) -> Result<WorkflowCreated, StoreError> {
+        self.inner.enqueue_workflow(wf).await
+    }
+    async fn workflow(&self, id: Uuid) -> Result<Option<WorkflowRecord>, StoreError> {
+        self.inner.workflow(id).await
+    }
+    async fn list_workflows(&self, q: &ListWorkflows) -> Result<WorkflowPage, StoreError> {
+        self.inner.list_workflows(q).await
+    }
+    async fn cancel_workflow(&self, id: Uuid) -> Result<u64, StoreError> {
+        self.inner.cancel_workflow(id).await
+    }
+    async fn dependencies(&self, id: Uuid) -> Result<Vec<Dependency>, StoreError> {
+        self.inner.dependencies(id).await
     }
 }
 

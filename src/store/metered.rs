@@ -17,7 +17,9 @@ use kyu_actors::store::{
     QueueState,
 };
 use kyu_actors::telemetry::{self, JOBS_ENQUEUED, STORE_ERRORS};
+use kyu_actors::workflow::{Dependency, ListWorkflows, WorkflowPage};
 use kyu_actors::{Job, LiveCount, NewJob, NodeInfo, NodeRecord, Store, StoreError};
+use kyu_actors::{NewWorkflow, WorkflowCreated, WorkflowRecord};
 use uuid::Uuid;
 
 /// Counts around `inner`.
@@ -38,8 +40,11 @@ pub fn error_kind(e: &StoreError) -> Option<&'static str> {
         StoreError::Full(_) => Some("full"),
         StoreError::Backend(_) => Some("backend"),
         StoreError::NotFound(_)
+        | StoreError::WorkflowNotFound(_)
         | StoreError::InvalidTransition { .. }
-        | StoreError::Invalid { .. } => None,
+        | StoreError::Invalid { .. }
+        | StoreError::InvalidWorkflow(_)
+        | StoreError::Unsupported(_) => None,
     }
 }
 
@@ -210,5 +215,21 @@ impl Store for MeteredStore {
             metrics::counter!(JOBS_ENQUEUED, "queue" => queue, "type" => job_type).increment(1);
         }
         Ok(out)
+    }
+
+    async fn enqueue_workflow(&self, wf: NewWorkflow) -> Result<WorkflowCreated, StoreError> {
+        seen(self.inner.enqueue_workflow(wf).await)
+    }
+    async fn workflow(&self, id: Uuid) -> Result<Option<WorkflowRecord>, StoreError> {
+        seen(self.inner.workflow(id).await)
+    }
+    async fn list_workflows(&self, q: &ListWorkflows) -> Result<WorkflowPage, StoreError> {
+        seen(self.inner.list_workflows(q).await)
+    }
+    async fn cancel_workflow(&self, id: Uuid) -> Result<u64, StoreError> {
+        seen(self.inner.cancel_workflow(id).await)
+    }
+    async fn dependencies(&self, id: Uuid) -> Result<Vec<Dependency>, StoreError> {
+        seen(self.inner.dependencies(id).await)
     }
 }

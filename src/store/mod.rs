@@ -15,6 +15,7 @@ pub mod postgres;
 mod row;
 pub mod sqlite;
 pub mod testdb;
+mod workflow;
 mod write;
 
 use std::sync::Arc;

@@ -18,7 +18,11 @@ use kyu_actors::store::{
     Ack, CancelOutcome, ClaimParams, Enqueued, JobLease, JobPage, LeaseState, ListJobs, MAX_PAGE,
     QueueCount, QueueState,
 };
-use kyu_actors::{Job, JobStatus, NewJob, NodeInfo, NodeRecord, SharedClock, Store, StoreError};
+use kyu_actors::workflow::{Dependency, ListWorkflows, WorkflowPage};
+use kyu_actors::{
+    Job, JobStatus, NewJob, NewWorkflow, NodeInfo, NodeRecord, SharedClock, Store, StoreError,
+    WorkflowCreated, WorkflowRecord,
+};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::{Executor, MySql, MySqlPool, QueryBuilder};
 use std::str::FromStr;
@@ -32,6 +36,8 @@ use super::row::{
     JobRow, LiveRow, aged_cutoff, counts_from_rows, into_jobs_in_claim_order, job_columns,
     leases_from_rows, live_counts_from_rows, nodes_from_rows, parse_id, parse_status,
 };
+use super::workflow::prune::{self, prunable};
+use super::workflow::{insert, read, settle};
 use super::write::{
     AckWrite, InsertRow, duration_ms, insert_rows, lease_expired_error, node_dead_error,
 };
@@ -225,8 +231,10 @@ impl MySqlStore {
         let now = self.now().await?;
         let mut tx = self.pool.begin().await.store_err()?;
         let mut out = Vec::with_capacity(acks.len());
+        let mut finished: Vec<String> = Vec::new();
         for a in acks {
             let w = AckWrite::new(&a.outcome, now);
+            let ends = w.finished_at.is_some();
             let done = sqlx::query(
                 "UPDATE jobs SET status = ?, result = COALESCE(?, result), \
                  errors = CASE WHEN ? IS NULL THEN errors \
@@ -251,9 +259,15 @@ impl MySqlStore {
             .execute(&mut *tx)
             .await
             .store_err()?;
-            out.push(done.rows_affected() == 1);
+            let applied = done.rows_affected() == 1;
+            if applied && ends {
+                finished.push(a.lease.id.to_string());
+            }
+            out.push(applied);
         }
+        let settled = settle::settle::<MySql>(&mut tx, &finished, now).await?;
         tx.commit().await.store_err()?;
+        settled.record();
         Ok(out)
     }
 
@@ -296,7 +310,7 @@ fn push_id_list(qb: &mut QueryBuilder<MySql>, ids: &[String]) {
 
 /// Live jobs per queue and status (`Store::live_counts`; `kyu bench --metrics` explains it).
 pub const LIVE_COUNTS_SQL: &str = "SELECT queue, status, COUNT(*), MIN(run_at) FROM jobs FORCE INDEX (jobs_live) \
-     WHERE status IN ('queued', 'scheduled', 'running') GROUP BY status, queue";
+     WHERE status IN ('waiting', 'queued', 'scheduled', 'running') GROUP BY status, queue";
 
 /// Which part of the claim order a claim query reads.
 #[derive(Clone, Copy, Debug)]
@@ -450,7 +464,12 @@ impl Store for MySqlStore {
     }
 
     async fn claim(&self, p: &ClaimParams) -> Result<Vec<Job>, StoreError> {
-        retry_deadlocks(|| self.claim_once(p)).await
+        let mut jobs = retry_deadlocks(|| self.claim_once(p)).await?;
+        if jobs.iter().any(|j| j.workflow_id.is_some()) {
+            let mut conn = self.pool.acquire().await.store_err()?;
+            read::attach_results::<MySql>(&mut conn, &mut jobs).await?;
+        }
+        Ok(jobs)
     }
 
     async fn ack(&self, acks: &[Ack]) -> Result<Vec<bool>, StoreError> {
@@ -519,8 +538,9 @@ impl Store for MySqlStore {
     async fn request_cancel(&self, id: Uuid) -> Result<CancelOutcome, StoreError> {
         let now = self.now().await?;
         let mut tx = self.pool.begin().await.store_err()?;
+        let mut settled = settle::Settled::default();
         let canceled = match Self::status_for_update(&mut tx, id).await? {
-            JobStatus::Queued | JobStatus::Scheduled => {
+            JobStatus::Waiting | JobStatus::Queued | JobStatus::Scheduled => {
                 sqlx::query(
                     "UPDATE jobs SET status = 'canceled', finished_at = ?, updated_at = ? WHERE id = ?",
                 )
@@ -530,6 +550,7 @@ impl Store for MySqlStore {
                 .execute(&mut *tx)
                 .await
                 .store_err()?;
+                settled = settle::settle::<MySql>(&mut tx, &[id.to_string()], now).await?;
                 true
             }
             JobStatus::Running => {
@@ -550,6 +571,7 @@ impl Store for MySqlStore {
             }
         };
         tx.commit().await.store_err()?;
+        settled.record();
         let job = self.fetch_job(id).await?.ok_or(StoreError::NotFound(id))?;
         Ok(if canceled {
             CancelOutcome::Canceled(job)
@@ -580,6 +602,7 @@ impl Store for MySqlStore {
         .execute(&mut *tx)
         .await
         .store_err()?;
+        settle::reopen::<MySql>(&mut tx, &id.to_string(), now).await?;
         tx.commit().await.store_err()?;
         self.fetch_job(id).await?.ok_or(StoreError::NotFound(id))
     }
@@ -610,6 +633,8 @@ impl Store for MySqlStore {
     async fn rescue(&self, leases: &[JobLease]) -> Result<Vec<Uuid>, StoreError> {
         let now = self.now().await?;
         let mut rescued = Vec::new();
+        // One transaction: a workflow job that failed for good settles its dependents.
+        let mut tx = self.pool.begin().await.store_err()?;
         for l in leases {
             // MySQL applies SET left to right, so `status` goes last; the WHERE fence
             // is re-checked on the locked row.
@@ -629,13 +654,17 @@ impl Store for MySqlStore {
             .bind(l.attempt as i32)
             .bind(&l.owner)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .store_err()?;
             if done.rows_affected() == 1 {
                 rescued.push(l.id);
             }
         }
+        let ids: Vec<String> = rescued.iter().map(Uuid::to_string).collect();
+        let settled = settle::settle::<MySql>(&mut tx, &ids, now).await?;
+        tx.commit().await.store_err()?;
+        settled.record();
         Ok(rescued)
     }
 
@@ -711,15 +740,19 @@ impl Store for MySqlStore {
     }
 
     async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
-        let done = sqlx::query(
+        let mut conn = self.pool.acquire().await.store_err()?;
+        let done = sqlx::query(concat!(
             "DELETE FROM jobs WHERE status IN ('completed', 'failed', 'canceled') \
-             AND finished_at < ? ORDER BY finished_at LIMIT ?",
-        )
+             AND finished_at < ?",
+            prunable!(),
+            " ORDER BY finished_at LIMIT ?"
+        ))
         .bind(to_millis(before))
         .bind(i64::from(limit))
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await
         .store_err()?;
+        prune::prune_workflows::<MySql>(&mut conn, limit).await?;
         Ok(done.rows_affected())
     }
 
@@ -860,6 +893,7 @@ impl Store for MySqlStore {
         let now = self.now().await?;
         let cutoff = now.saturating_sub(duration_ms(dead_after));
         let mut rescued = Vec::new();
+        let mut tx = self.pool.begin().await.store_err()?;
         for l in leases {
             let done = sqlx::query(
                 "UPDATE jobs SET \
@@ -878,13 +912,17 @@ impl Store for MySqlStore {
             .bind(&l.owner)
             .bind(&l.owner)
             .bind(cutoff)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .store_err()?;
             if done.rows_affected() == 1 {
                 rescued.push(l.id);
             }
         }
+        let ids: Vec<String> = rescued.iter().map(Uuid::to_string).collect();
+        let settled = settle::settle::<MySql>(&mut tx, &ids, now).await?;
+        tx.commit().await.store_err()?;
+        settled.record();
         Ok(rescued)
     }
 
@@ -952,6 +990,42 @@ impl Store for MySqlStore {
         Err(StoreError::Unavailable(
             "cron tick record kept changing hands; try again".into(),
         ))
+    }
+
+    async fn enqueue_workflow(&self, wf: NewWorkflow) -> Result<WorkflowCreated, StoreError> {
+        let now = self.now().await?;
+        let mut tx = self.pool.begin().await.store_err()?;
+        let created = insert::insert_workflow::<MySql>(&mut tx, &wf, now).await?;
+        tx.commit().await.store_err()?;
+        Ok(created)
+    }
+
+    async fn workflow(&self, id: Uuid) -> Result<Option<WorkflowRecord>, StoreError> {
+        let mut conn = self.pool.acquire().await.store_err()?;
+        read::workflow::<MySql>(&mut conn, id).await
+    }
+
+    async fn list_workflows(&self, q: &ListWorkflows) -> Result<WorkflowPage, StoreError> {
+        let mut conn = self.pool.acquire().await.store_err()?;
+        read::list_workflows::<MySql>(&mut conn, q).await
+    }
+
+    async fn cancel_workflow(&self, id: Uuid) -> Result<u64, StoreError> {
+        let now = self.now().await?;
+        retry_deadlocks(|| async {
+            let mut tx = self.pool.begin().await.store_err()?;
+            let (n, settled) =
+                settle::cancel_workflow::<MySql>(&mut tx, &id.to_string(), now).await?;
+            tx.commit().await.store_err()?;
+            settled.record();
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn dependencies(&self, id: Uuid) -> Result<Vec<Dependency>, StoreError> {
+        let mut conn = self.pool.acquire().await.store_err()?;
+        read::dependencies::<MySql>(&mut conn, id).await
     }
 }
 

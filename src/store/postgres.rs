@@ -21,7 +21,11 @@ use kyu_actors::store::{
     Ack, CancelOutcome, ClaimParams, Enqueued, JobLease, JobPage, LeaseState, ListJobs, MAX_PAGE,
     QueueCount, QueueState,
 };
-use kyu_actors::{Job, JobStatus, NewJob, NodeInfo, NodeRecord, SharedClock, Store, StoreError};
+use kyu_actors::workflow::{Dependency, ListWorkflows, WorkflowPage};
+use kyu_actors::{
+    Job, JobStatus, NewJob, NewWorkflow, NodeInfo, NodeRecord, SharedClock, Store, StoreError,
+    WorkflowCreated, WorkflowRecord,
+};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgPool, Postgres, QueryBuilder, Transaction};
@@ -35,6 +39,8 @@ use super::row::{
     JobRow, LiveRow, NodeRow, aged_cutoff, counts_from_rows, into_jobs_in_claim_order, job_columns,
     leases_from_rows, live_counts_from_rows, nodes_from_rows, parse_id, parse_status,
 };
+use super::workflow::prune::{self, prunable};
+use super::workflow::{insert, read, settle};
 use super::write::{
     AckWrite, InsertRow, duration_ms, insert_rows, lease_expired_error, node_dead_error,
 };
@@ -218,7 +224,7 @@ impl PgStore {
 
 /// Live jobs per queue and status (`Store::live_counts`; `kyu bench --metrics` explains it).
 pub const LIVE_COUNTS_SQL: &str = "SELECT queue, status, COUNT(*), MIN(run_at) FROM jobs \
-     WHERE status IN ('queued', 'scheduled', 'running') GROUP BY queue, status";
+     WHERE status IN ('waiting', 'queued', 'scheduled', 'running') GROUP BY queue, status";
 
 /// Lease renewal of a batch, one statement: `$1` new expiry, `$2` now, `$3..$5` the
 /// leases (id, attempt, owner) as arrays; returns the held ones and their cancel flag.
@@ -243,7 +249,8 @@ pub const ACK_SQL: &str = "UPDATE jobs AS j SET status = u.status, result = COAL
                   AS u(id, attempt, owner, status, result, error, run_at, finished_at, uncount, done) \
              WHERE j.id = u.id AND j.attempts = u.attempt AND j.lease_owner = u.owner \
                AND j.status = 'running' \
-             RETURNING u.id, u.attempt, u.owner";
+             RETURNING u.id, u.attempt, u.owner, \
+               (j.workflow_id IS NOT NULL AND u.finished_at IS NOT NULL) AS settle";
 
 /// The claim, one statement. Per type (`$6`), two index range scans bounded by the
 /// limit (`$4`), each row locked with SKIP LOCKED so concurrent claimers never wait on
@@ -378,7 +385,12 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await
             .store_err()?;
-        into_jobs_in_claim_order(rows, cutoff)
+        let mut jobs = into_jobs_in_claim_order(rows, cutoff)?;
+        if jobs.iter().any(|j| j.workflow_id.is_some()) {
+            let mut conn = self.pool.acquire().await.store_err()?;
+            read::attach_results::<Postgres>(&mut conn, &mut jobs).await?;
+        }
+        Ok(jobs)
     }
 
     async fn extend_leases(
@@ -426,7 +438,9 @@ impl Store for PgStore {
             .iter()
             .map(|a| AckWrite::new(&a.outcome, now))
             .collect();
-        let applied: Vec<(String, i32, String)> = sqlx::query_as(ACK_SQL)
+        // One transaction: a workflow job's dependents settle with its outcome.
+        let mut tx = self.pool.begin().await.store_err()?;
+        let applied: Vec<(String, i32, String, bool)> = sqlx::query_as(ACK_SQL)
             .bind(now)
             .bind(ids)
             .bind(attempts)
@@ -443,12 +457,24 @@ impl Store for PgStore {
             .bind(writes.iter().map(|w| w.finished_at).collect::<Vec<_>>())
             .bind(writes.iter().map(|w| w.uncount).collect::<Vec<_>>())
             .bind(writes.iter().map(|w| w.progress_done).collect::<Vec<_>>())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await
             .store_err()?;
+        let finished: Vec<String> = applied
+            .iter()
+            .filter(|a| a.3)
+            .map(|a| a.0.clone())
+            .collect();
+        let settled = if finished.is_empty() {
+            settle::Settled::default()
+        } else {
+            settle::settle::<Postgres>(&mut tx, &finished, now).await?
+        };
+        tx.commit().await.store_err()?;
+        settled.record();
         let applied: HashSet<(String, u32, String)> = applied
             .into_iter()
-            .map(|(i, a, o)| (i, a as u32, o))
+            .map(|(i, a, o, _)| (i, a as u32, o))
             .collect();
         Ok(leases
             .iter()
@@ -476,8 +502,9 @@ impl Store for PgStore {
     async fn request_cancel(&self, id: Uuid) -> Result<CancelOutcome, StoreError> {
         let now = self.now().await?;
         let mut tx = self.begin_client().await?;
+        let mut settled = settle::Settled::default();
         let canceled = match Self::status_for_update(&mut tx, id).await? {
-            JobStatus::Queued | JobStatus::Scheduled => {
+            JobStatus::Waiting | JobStatus::Queued | JobStatus::Scheduled => {
                 sqlx::query(
                     "UPDATE jobs SET status = 'canceled', finished_at = $1, updated_at = $1 \
                      WHERE id = $2",
@@ -487,6 +514,7 @@ impl Store for PgStore {
                 .execute(&mut *tx)
                 .await
                 .store_err()?;
+                settled = settle::settle::<Postgres>(&mut tx, &[id.to_string()], now).await?;
                 true
             }
             JobStatus::Running => {
@@ -509,6 +537,7 @@ impl Store for PgStore {
             }
         };
         tx.commit().await.store_err()?;
+        settled.record();
         let job = self.fetch_job(id).await?.ok_or(StoreError::NotFound(id))?;
         Ok(if canceled {
             CancelOutcome::Canceled(job)
@@ -538,6 +567,7 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await
         .store_err()?;
+        settle::reopen::<Postgres>(&mut tx, &id.to_string(), now).await?;
         tx.commit().await.store_err()?;
         self.fetch_job(id).await?.ok_or(StoreError::NotFound(id))
     }
@@ -568,6 +598,8 @@ impl Store for PgStore {
     async fn rescue(&self, leases: &[JobLease]) -> Result<Vec<Uuid>, StoreError> {
         let now = self.now().await?;
         let mut rescued = Vec::new();
+        // One transaction: a workflow job that failed for good settles its dependents.
+        let mut tx = self.pool.begin().await.store_err()?;
         for l in leases {
             // One statement per lease: the fence is re-checked on the row it updates.
             let done = sqlx::query(
@@ -584,13 +616,17 @@ impl Store for PgStore {
             .bind(l.id.to_string())
             .bind(l.attempt as i32)
             .bind(&l.owner)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .store_err()?;
             if done.rows_affected() == 1 {
                 rescued.push(l.id);
             }
         }
+        let ids: Vec<String> = rescued.iter().map(Uuid::to_string).collect();
+        let settled = settle::settle::<Postgres>(&mut tx, &ids, now).await?;
+        tx.commit().await.store_err()?;
+        settled.record();
         Ok(rescued)
     }
 
@@ -672,16 +708,19 @@ impl Store for PgStore {
     }
 
     async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
-        let done = sqlx::query(
+        let mut conn = self.pool.acquire().await.store_err()?;
+        let done = sqlx::query(concat!(
             "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
-             WHERE status IN ('completed', 'failed', 'canceled') AND finished_at < $1 \
-             ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
-        )
+             WHERE status IN ('completed', 'failed', 'canceled') AND finished_at < $1",
+            prunable!(),
+            " ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        ))
         .bind(to_millis(before))
         .bind(i64::from(limit))
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await
         .store_err()?;
+        prune::prune_workflows::<Postgres>(&mut conn, limit).await?;
         Ok(done.rows_affected())
     }
 
@@ -805,6 +844,7 @@ impl Store for PgStore {
         let now = self.now().await?;
         let cutoff = now.saturating_sub(duration_ms(dead_after));
         let mut rescued = Vec::new();
+        let mut tx = self.pool.begin().await.store_err()?;
         for l in leases {
             let done = sqlx::query(
                 "UPDATE jobs SET \
@@ -821,13 +861,17 @@ impl Store for PgStore {
             .bind(l.attempt as i32)
             .bind(&l.owner)
             .bind(cutoff)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .store_err()?;
             if done.rows_affected() == 1 {
                 rescued.push(l.id);
             }
         }
+        let ids: Vec<String> = rescued.iter().map(Uuid::to_string).collect();
+        let settled = settle::settle::<Postgres>(&mut tx, &ids, now).await?;
+        tx.commit().await.store_err()?;
+        settled.record();
         Ok(rescued)
     }
 
@@ -870,6 +914,39 @@ impl Store for PgStore {
         let e = insert_keyed(&mut tx, &row, id).await?;
         tx.commit().await.store_err()?;
         Ok(Some(e))
+    }
+
+    async fn enqueue_workflow(&self, wf: NewWorkflow) -> Result<WorkflowCreated, StoreError> {
+        let now = self.now().await?;
+        let mut tx = self.begin_client().await?;
+        let created = insert::insert_workflow::<Postgres>(&mut tx, &wf, now).await?;
+        tx.commit().await.store_err()?;
+        Ok(created)
+    }
+
+    async fn workflow(&self, id: Uuid) -> Result<Option<WorkflowRecord>, StoreError> {
+        let mut conn = self.pool.acquire().await.store_err()?;
+        read::workflow::<Postgres>(&mut conn, id).await
+    }
+
+    async fn list_workflows(&self, q: &ListWorkflows) -> Result<WorkflowPage, StoreError> {
+        let mut conn = self.pool.acquire().await.store_err()?;
+        read::list_workflows::<Postgres>(&mut conn, q).await
+    }
+
+    async fn cancel_workflow(&self, id: Uuid) -> Result<u64, StoreError> {
+        let now = self.now().await?;
+        let mut tx = self.begin_client().await?;
+        let (n, settled) =
+            settle::cancel_workflow::<Postgres>(&mut tx, &id.to_string(), now).await?;
+        tx.commit().await.store_err()?;
+        settled.record();
+        Ok(n)
+    }
+
+    async fn dependencies(&self, id: Uuid) -> Result<Vec<Dependency>, StoreError> {
+        let mut conn = self.pool.acquire().await.store_err()?;
+        read::dependencies::<Postgres>(&mut conn, id).await
     }
 }
 

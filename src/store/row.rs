@@ -15,7 +15,8 @@ macro_rules! job_columns {
     () => {
         "id, queue, job_type, provider, priority, payload, status, progress, result, errors, \
          attempts, max_attempts, run_at, timeout_ms, unique_key, owner, lease_owner, \
-         lease_expires_at, cancel_requested, created_at, started_at, finished_at, updated_at"
+         lease_expires_at, cancel_requested, created_at, started_at, finished_at, updated_at, \
+         workflow_id, workflow_key"
     };
 }
 pub(crate) use job_columns;
@@ -47,6 +48,8 @@ pub struct JobRow {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub updated_at: i64,
+    pub workflow_id: Option<String>,
+    pub workflow_key: Option<String>,
 }
 
 fn corrupt(field: &str, e: impl std::fmt::Display) -> StoreError {
@@ -88,6 +91,13 @@ impl TryFrom<JobRow> for Job {
             started_at: r.started_at.map(from_millis),
             finished_at: r.finished_at.map(from_millis),
             updated_at: from_millis(r.updated_at),
+            workflow_id: r
+                .workflow_id
+                .map(|w| Uuid::parse_str(&w))
+                .transpose()
+                .map_err(|e| corrupt("workflow_id", e))?,
+            workflow_key: r.workflow_key,
+            dependency_results: Default::default(),
         })
     }
 }

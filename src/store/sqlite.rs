@@ -25,7 +25,11 @@ use kyu_actors::store::{
     Ack, CancelOutcome, ClaimParams, Enqueued, JobLease, JobPage, LeaseState, ListJobs, MAX_PAGE,
     QueueCount, QueueState,
 };
-use kyu_actors::{Job, JobStatus, NewJob, NodeInfo, NodeRecord, SharedClock, Store, StoreError};
+use kyu_actors::workflow::{Dependency, ListWorkflows, WorkflowPage};
+use kyu_actors::{
+    Job, JobStatus, NewJob, NewWorkflow, NodeInfo, NodeRecord, SharedClock, Store, StoreError,
+    WorkflowCreated, WorkflowRecord,
+};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, QueryBuilder, Sqlite, SqlitePool};
 use uuid::Uuid;
@@ -37,6 +41,8 @@ use super::row::{
     JobRow, LiveRow, NodeRow, aged_cutoff, claim_order, counts_from_rows, into_jobs_in_claim_order,
     job_columns, leases_from_rows, live_counts_from_rows, nodes_from_rows, parse_id, parse_status,
 };
+use super::workflow::prune::{self, prunable};
+use super::workflow::{insert, read, settle};
 use super::write::{
     AckWrite, InsertRow, duration_ms, insert_rows, lease_expired_error, node_dead_error,
 };
@@ -47,7 +53,7 @@ macro_rules! sqlite_json_columns {
         "id, queue, job_type, provider, priority, payload, status, progress, result, errors, \
          attempts, max_attempts, run_at, timeout_ms, unique_key, owner, lease_owner, \
          lease_expires_at, json(CASE WHEN cancel_requested THEN 'true' ELSE 'false' END), \
-         created_at, started_at, finished_at, updated_at"
+         created_at, started_at, finished_at, updated_at, workflow_id, workflow_key"
     };
 }
 
@@ -249,7 +255,7 @@ fn push_queue_filter(qb: &mut QueryBuilder<Sqlite>, op: &str, queues: &[String])
 
 /// Live jobs per queue and status (`Store::live_counts`; `kyu bench --metrics` explains it).
 pub const LIVE_COUNTS_SQL: &str = "SELECT queue, status, COUNT(*), MIN(run_at) FROM jobs INDEXED BY jobs_live \
-     WHERE status IN ('queued', 'scheduled', 'running') GROUP BY queue, status";
+     WHERE status IN ('waiting', 'queued', 'scheduled', 'running') GROUP BY queue, status";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -414,7 +420,12 @@ impl Store for SqliteStore {
             r.started_at = Some(now);
             r.updated_at = now;
         }
-        into_jobs_in_claim_order(rows, cutoff)
+        let mut jobs = into_jobs_in_claim_order(rows, cutoff)?;
+        if jobs.iter().any(|j| j.workflow_id.is_some()) {
+            let mut conn = self.pool.acquire().await.store_err()?;
+            read::attach_results::<Sqlite>(&mut conn, &mut jobs).await?;
+        }
+        Ok(jobs)
     }
 
     async fn extend_leases(
@@ -460,25 +471,32 @@ impl Store for SqliteStore {
         // the fence is decided here (and repeated in the UPDATE's WHERE).
         let ids: Vec<String> = acks.iter().map(|a| a.lease.id.to_string()).collect();
         let held: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_array(id, attempts, lease_owner)) FROM jobs \
+            "SELECT json_group_array(json_array(id, attempts, lease_owner, workflow_id)) FROM jobs \
              WHERE status = 'running' AND id IN (SELECT value FROM json_each($1))",
         )
         .bind(serde_json::to_string(&ids).unwrap_or_default())
         .fetch_one(&mut *tx)
         .await
         .store_err()?;
-        let mut held: Vec<(String, u32, Option<String>)> = serde_json::from_str(&held)
-            .map_err(|e| StoreError::Backend(format!("ack fence rows: {e}")))?;
+        // The workflow id says which finished jobs have dependents to settle.
+        let mut held: Vec<(String, u32, Option<String>, Option<String>)> =
+            serde_json::from_str(&held)
+                .map_err(|e| StoreError::Backend(format!("ack fence rows: {e}")))?;
         let mut applied = Vec::with_capacity(acks.len());
         let mut batch = Vec::new();
+        let mut finished: Vec<String> = Vec::new();
         for (a, id) in acks.iter().zip(&ids) {
-            let pos = held.iter().position(|(hid, att, owner)| {
+            let pos = held.iter().position(|(hid, att, owner, _)| {
                 hid == id && *att == a.lease.attempt && owner.as_deref() == Some(&a.lease.owner)
             });
             applied.push(pos.is_some());
             if let Some(pos) = pos {
-                held.swap_remove(pos); // one outcome per attempt
+                // one outcome per attempt
+                let in_workflow = held.swap_remove(pos).3.is_some();
                 let w = AckWrite::new(&a.outcome, now);
+                if in_workflow && w.finished_at.is_some() {
+                    finished.push(id.clone());
+                }
                 batch.push(serde_json::json!([
                     id,
                     a.lease.attempt,
@@ -517,7 +535,9 @@ impl Store for SqliteStore {
             .await
             .store_err()?;
         }
+        let settled = settle::settle::<Sqlite>(&mut tx, &finished, now).await?;
         tx.commit().await.store_err()?;
+        settled.record();
         Ok(applied)
     }
 
@@ -547,8 +567,9 @@ impl Store for SqliteStore {
             .await
             .store_err()?;
         let status = parse_status(status.ok_or(StoreError::NotFound(id))?)?;
+        let mut settled = settle::Settled::default();
         let canceled = match status {
-            JobStatus::Queued | JobStatus::Scheduled => {
+            JobStatus::Waiting | JobStatus::Queued | JobStatus::Scheduled => {
                 sqlx::query(
                     "UPDATE jobs SET status = 'canceled', finished_at = $1, updated_at = $1 \
                      WHERE id = $2",
@@ -558,6 +579,7 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .store_err()?;
+                settled = settle::settle::<Sqlite>(&mut tx, &[id.to_string()], now).await?;
                 true
             }
             JobStatus::Running => {
@@ -578,6 +600,7 @@ impl Store for SqliteStore {
             }
         };
         tx.commit().await.store_err()?;
+        settled.record();
         let job = self.fetch_job(id).await?.ok_or(StoreError::NotFound(id))?;
         Ok(if canceled {
             CancelOutcome::Canceled(job)
@@ -612,6 +635,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .store_err()?;
+        settle::reopen::<Sqlite>(&mut tx, &id.to_string(), now).await?;
         tx.commit().await.store_err()?;
         self.fetch_job(id).await?.ok_or(StoreError::NotFound(id))
     }
@@ -664,7 +688,10 @@ impl Store for SqliteStore {
                 rescued.push(l.id);
             }
         }
+        let ids: Vec<String> = rescued.iter().map(Uuid::to_string).collect();
+        let settled = settle::settle::<Sqlite>(&mut tx, &ids, now).await?;
         tx.commit().await.store_err()?;
+        settled.record();
         Ok(rescued)
     }
 
@@ -748,16 +775,19 @@ impl Store for SqliteStore {
 
     async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
         let _turn = self.write_turn().await;
-        let done = sqlx::query(
+        let mut conn = self.pool.acquire().await.store_err()?;
+        let done = sqlx::query(concat!(
             "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_finished \
-             WHERE status IN ('completed', 'failed', 'canceled') AND finished_at < $1 \
-             ORDER BY finished_at LIMIT $2)",
-        )
+             WHERE status IN ('completed', 'failed', 'canceled') AND finished_at < $1",
+            prunable!(),
+            " ORDER BY finished_at LIMIT $2)"
+        ))
         .bind(to_millis(before))
         .bind(i64::from(limit))
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await
         .store_err()?;
+        prune::prune_workflows::<Sqlite>(&mut conn, limit).await?;
         Ok(done.rows_affected())
     }
 
@@ -903,7 +933,10 @@ impl Store for SqliteStore {
                 rescued.push(l.id);
             }
         }
+        let ids: Vec<String> = rescued.iter().map(Uuid::to_string).collect();
+        let settled = settle::settle::<Sqlite>(&mut tx, &ids, now).await?;
         tx.commit().await.store_err()?;
+        settled.record();
         Ok(rescued)
     }
 
@@ -944,6 +977,38 @@ impl Store for SqliteStore {
         let e = insert_keyed(&mut tx, &row, id).await?;
         tx.commit().await.store_err()?;
         Ok(Some(e))
+    }
+
+    async fn enqueue_workflow(&self, wf: NewWorkflow) -> Result<WorkflowCreated, StoreError> {
+        let now = self.now();
+        let (_turn, mut tx) = self.begin_durable().await?;
+        let created = insert::insert_workflow::<Sqlite>(&mut tx, &wf, now).await?;
+        tx.commit().await.store_err()?;
+        Ok(created)
+    }
+
+    async fn workflow(&self, id: Uuid) -> Result<Option<WorkflowRecord>, StoreError> {
+        let mut conn = self.pool.acquire().await.store_err()?;
+        read::workflow::<Sqlite>(&mut conn, id).await
+    }
+
+    async fn list_workflows(&self, q: &ListWorkflows) -> Result<WorkflowPage, StoreError> {
+        let mut conn = self.pool.acquire().await.store_err()?;
+        read::list_workflows::<Sqlite>(&mut conn, q).await
+    }
+
+    async fn cancel_workflow(&self, id: Uuid) -> Result<u64, StoreError> {
+        let now = self.now();
+        let (_turn, mut tx) = self.begin_durable().await?;
+        let (n, settled) = settle::cancel_workflow::<Sqlite>(&mut tx, &id.to_string(), now).await?;
+        tx.commit().await.store_err()?;
+        settled.record();
+        Ok(n)
+    }
+
+    async fn dependencies(&self, id: Uuid) -> Result<Vec<Dependency>, StoreError> {
+        let mut conn = self.pool.acquire().await.store_err()?;
+        read::dependencies::<Sqlite>(&mut conn, id).await
     }
 }
 

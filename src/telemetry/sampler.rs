@@ -3,8 +3,9 @@
 //! [`Store::live_counts`] call per sample reads only live jobs through an index, and
 //! samples space out when it is slow (a large backlog).
 //!
-//! Every queue ever seen gets all three live statuses on every sample: a count that
-//! drops to nothing reads 0 instead of keeping its last value.
+//! Every queue ever seen gets all four live statuses (workflow jobs `waiting` for their
+//! dependencies among them) on every sample: a count that drops to nothing reads 0
+//! instead of keeping its last value.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -14,7 +15,12 @@ use chrono::{DateTime, Utc};
 use kyu_actors::telemetry::{QUEUE_JOBS, QUEUE_OLDEST_AGE, QUEUE_SAMPLE_SECONDS};
 use kyu_actors::{JobStatus, LiveCount, Store};
 
-const LIVE: [JobStatus; 3] = [JobStatus::Queued, JobStatus::Scheduled, JobStatus::Running];
+const LIVE: [JobStatus; 4] = [
+    JobStatus::Waiting,
+    JobStatus::Queued,
+    JobStatus::Scheduled,
+    JobStatus::Running,
+];
 
 /// Samples `store` every `every` until the runtime stops.
 pub fn spawn(store: Arc<dyn Store>, every: Duration) -> tokio::task::JoinHandle<()> {
@@ -162,7 +168,7 @@ mod tests {
 
         metrics::with_local_recorder(&rec, || g.publish(&[], now));
         let got = gauges(&rec);
-        for s in ["queued", "scheduled", "running"] {
+        for s in ["waiting", "queued", "scheduled", "running"] {
             let k = (
                 QUEUE_JOBS.to_owned(),
                 vec!["queue=a".to_owned(), format!("status={s}")],

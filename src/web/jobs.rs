@@ -52,7 +52,7 @@ struct JobsPage {
     title: &'static str,
     filters: Filters,
     types: Vec<String>,
-    statuses: [&'static str; 6],
+    statuses: [&'static str; 7],
     rows: Vec<Row>,
     /// The query string of the next page, if there is one.
     next: Option<String>,

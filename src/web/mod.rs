@@ -32,6 +32,7 @@ mod queue_counts;
 mod session;
 mod throughput;
 mod view;
+mod workflow;
 
 use std::sync::Arc;
 
@@ -64,6 +65,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/jobs/{id}/live", get(job::live))
         .route("/jobs/{id}/cancel", post(job::cancel))
         .route("/jobs/{id}/retry", post(job::retry))
+        .route("/workflows/{id}", get(workflow::page))
         .route("/enqueue", get(enqueue::form).post(enqueue::submit))
         .route("/signin", get(session::form).post(session::sign_in))
         .route("/signout", post(session::sign_out))

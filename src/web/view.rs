@@ -57,6 +57,7 @@ impl Stamp {
 /// A status word (also the CSS class that colours it).
 pub(crate) fn status_word(s: Status) -> &'static str {
     match s {
+        Status::Waiting => "waiting",
         Status::Queued => "queued",
         Status::Scheduled => "scheduled",
         Status::Running => "running",
@@ -66,7 +67,8 @@ pub(crate) fn status_word(s: Status) -> &'static str {
     }
 }
 
-pub(crate) const STATUSES: [&str; 6] = [
+pub(crate) const STATUSES: [&str; 7] = [
+    "waiting",
     "queued",
     "scheduled",
     "running",
@@ -130,6 +132,8 @@ pub(crate) struct JobCard {
     pub max_attempts: u32,
     pub timeout_seconds: f64,
     pub unique_key: Option<String>,
+    /// The workflow the job belongs to (its page), and its key there.
+    pub workflow: Option<(String, String)>,
     pub cancel_requested: bool,
     pub created: Stamp,
     pub run_at: Stamp,
@@ -174,6 +178,9 @@ impl JobCard {
             max_attempts: v.max_attempts,
             timeout_seconds: v.timeout_seconds,
             unique_key: v.unique_key,
+            workflow: v
+                .workflow_id
+                .map(|w| (w.to_string(), v.workflow_key.unwrap_or_default())),
             can_cancel: !done && !v.cancel_requested,
             cancel_requested: v.cancel_requested,
             created: Stamp::new(v.created_at),

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+use super::supervisor::SupervisorMsg;
 use super::{Counters, Deps};
 use crate::events::EngineEvent;
 use crate::store::{Ack, Outcome, StoreError};
@@ -22,6 +23,9 @@ pub struct Acker;
 pub struct JobLabels {
     pub queue: String,
     pub job_type: String,
+    /// The job belongs to a workflow: once its final outcome is written, dependents
+    /// it released may be due, so the dispatcher is woken.
+    pub workflow: bool,
 }
 
 pub enum AckerMsg {
@@ -35,6 +39,8 @@ pub enum AckerMsg {
 
 pub struct AckerState {
     deps: Arc<Deps>,
+    /// The supervisor, which forwards a wake-up to the current dispatcher.
+    sup: ActorRef<SupervisorMsg>,
     buffer: Vec<Ack>,
     writing: bool,
     failures: u32,
@@ -68,15 +74,16 @@ impl AckerState {
 impl Actor for Acker {
     type Msg = AckerMsg;
     type State = AckerState;
-    type Arguments = Arc<Deps>;
+    type Arguments = (Arc<Deps>, ActorRef<SupervisorMsg>);
 
     async fn pre_start(
         &self,
         _me: ActorRef<AckerMsg>,
-        deps: Arc<Deps>,
+        (deps, sup): (Arc<Deps>, ActorRef<SupervisorMsg>),
     ) -> Result<AckerState, ActorProcessingErr> {
         Ok(AckerState {
             deps,
+            sup,
             buffer: Vec::new(),
             writing: false,
             failures: 0,
@@ -104,8 +111,17 @@ impl Actor for Acker {
                 st.failures = 0;
                 let c = &st.deps.counters;
                 let mut fenced = 0;
+                let mut released = false;
                 for (a, ok) in batch.iter().zip(&applied) {
                     let labels = st.labels.remove(&(a.lease.id, a.lease.attempt));
+                    released |= *ok
+                        && labels.as_ref().is_some_and(|l| l.workflow)
+                        && matches!(
+                            a.outcome,
+                            Outcome::Completed { .. }
+                                | Outcome::Failed { .. }
+                                | Outcome::Canceled { .. }
+                        );
                     if let (true, Some(l)) = (ok, &labels) {
                         telemetry::record_outcome(&l.queue, &l.job_type, &a.outcome);
                     }
@@ -124,6 +140,9 @@ impl Actor for Acker {
                     }
                 }
                 Counters::add(&c.fenced, fenced as u64);
+                if released {
+                    let _ = st.sup.cast(SupervisorMsg::Wake);
+                }
                 st.deps.events.emit(EngineEvent::Acked {
                     written: batch.len(),
                     fenced,

@@ -146,6 +146,7 @@ impl DispatcherState {
             let labels = JobLabels {
                 queue: job.queue.clone(),
                 job_type: job.job_type.clone(),
+                workflow: job.workflow_id.is_some(),
             };
             let _ = self
                 .acker
@@ -294,6 +295,7 @@ impl DispatcherState {
             progress: Progress::new(self.deps.store.clone(), lease),
             provider: job.provider.clone(),
             limits: RateLimits::new(self.deps.limiter.clone(), self.deps.clock.clone()),
+            dependency_results: std::sync::Arc::new(job.dependency_results.clone()),
         };
         let (id, timeout, job_type) = (job.id, job.timeout, job.job_type.clone());
         let t = token.clone();

@@ -88,7 +88,10 @@ async fn spawn_acker(
     deps: &Arc<Deps>,
     sup: ActorCell,
 ) -> Result<ActorRef<AckerMsg>, ActorProcessingErr> {
-    Ok(Actor::spawn_linked(None, Acker, deps.clone(), sup).await?.0)
+    let wake: ActorRef<SupervisorMsg> = sup.clone().into();
+    Ok(Actor::spawn_linked(None, Acker, (deps.clone(), wake), sup)
+        .await?
+        .0)
 }
 
 async fn spawn_dispatcher(

@@ -81,6 +81,9 @@ impl State {
                 started_at: None,
                 finished_at: None,
                 updated_at: now,
+                workflow_id: None,
+                workflow_key: None,
+                dependency_results: Default::default(),
             };
             out.push(Enqueued {
                 id: job.id,

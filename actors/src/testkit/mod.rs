@@ -4,6 +4,7 @@
 pub mod manual_clock;
 pub mod memory_store;
 pub mod store_contract;
+pub mod workflow_contract;
 
 pub use manual_clock::ManualClock;
 pub use memory_store::MemoryStore;

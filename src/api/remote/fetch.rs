@@ -171,6 +171,8 @@ fn fetched(job: Job, worker: &str, every: Duration) -> FetchedJob {
         priority: job.priority.get(),
         attempt: job.attempts,
         max_attempts: job.max_attempts,
+        workflow_id: job.workflow_id,
+        dependency_results: job.dependency_results,
     }
 }
 

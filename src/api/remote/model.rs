@@ -58,6 +58,14 @@ pub struct FetchedJob {
     pub deadline: Option<DateTime<Utc>>,
     /// How often to heartbeat.
     pub heartbeat_ms: u64,
+    /// The workflow the job belongs to (absent outside workflows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow_id: Option<Uuid>,
+    /// The results of its completed dependencies by workflow key (absent outside
+    /// workflows, and for jobs without dependencies).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[schema(value_type = Object)]
+    pub dependency_results: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
