@@ -66,6 +66,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/jobs/{id}/cancel", post(job::cancel))
         .route("/jobs/{id}/retry", post(job::retry))
         .route("/workflows/{id}", get(workflow::page))
+        .route("/workflows/{id}/live", get(workflow::live))
         .route("/enqueue", get(enqueue::form).post(enqueue::submit))
         .route("/signin", get(session::form).post(session::sign_in))
         .route("/signout", post(session::sign_out))

@@ -423,10 +423,58 @@ test('pause and resume a queue from the overview (admin)', async () => {
   await ctx.close();
 });
 
+test('a workflow: its jobs by stage, statuses that follow it live, links to its jobs and back; another user gets a 404', async () => {
+  const created = await api('POST', '/api/v1/workflows', tokens.alice, {
+    name: 'nightly',
+    jobs: [
+      { key: 'slow', type: 'ledger', payload: { ms: 3000 } },
+      { key: 'fetch', type: 'echo', payload: { n: 1 } },
+      { key: 'digest', type: 'echo', payload: { n: 2 }, depends_on: ['slow', 'fetch'] },
+    ],
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.json));
+  const { workflow_id: wf, jobs } = created.json;
+  const ctx = await context();
+  const page = await signIn(ctx, tokens.alice);
+  await page.goto(`${base}/workflows/${wf}`);
+  assert.equal(await page.textContent('#workflow-name'), 'nightly');
+  const stages = await page.$$eval('#workflow-jobs tbody tr', (rows) =>
+    rows.map((r) => [r.getAttribute('data-key'), r.querySelector('td').textContent.trim()]));
+  assert.deepEqual(stages.map(([, s]) => s), ['1', '1', '2'], `stages: ${JSON.stringify(stages)}`);
+  assert.equal(stages[2][0], 'digest');
+  const digestStatus = () => page.textContent('#workflow-jobs tr[data-key=digest] .st');
+  assert.equal((await digestStatus()).trim(), 'waiting', 'the join waits for the slow job');
+  // No reload: the card polls until the workflow ends.
+  await page.waitForFunction(
+    () => document.getElementById('workflow-status')?.textContent.trim() === 'completed',
+    null,
+    { timeout: 30_000 },
+  );
+  assert.equal((await digestStatus()).trim(), 'completed');
+  await shot(page, 'workflow-desktop');
+  await Promise.all([page.waitForURL(`${base}/jobs/${jobs.digest}`), page.click('#workflow-jobs a:text-is("digest")')]);
+  assert.equal(await page.textContent('#job-workflow'), 'digest');
+  await Promise.all([page.waitForURL(`${base}/workflows/${wf}`), page.click('#job-workflow')]);
+  await ctx.close();
+
+  const other = await context();
+  const bobPage = await signIn(other, tokens.bob);
+  const res = await bobPage.goto(`${base}/workflows/${wf}`);
+  assert.equal(res.status(), 404, 'another user\'s workflow is not shown');
+  await other.close();
+});
+
 test('every page at 1280 px and 360 px: screenshots, and nothing wider than the screen', async () => {
   // A job still running for the job-page shots, and a failed one for colour.
   const running = (await api('POST', '/api/v1/jobs', tokens.admin, { type: 'ledger', payload: { ms: 60000, progress: true } })).json.job_id;
   await waitApiStatus(running, tokens.admin, 'running');
+  const flow = (await api('POST', '/api/v1/workflows', tokens.admin, {
+    name: 'screenshots',
+    jobs: [
+      { key: 'a-job-with-a-long-key', type: 'echo', payload: {} },
+      { key: 'then', type: 'echo', payload: {}, depends_on: ['a-job-with-a-long-key'] },
+    ],
+  })).json.workflow_id;
   for (const [label, viewport] of [['desktop', DESKTOP], ['360', PHONE]]) {
     const ctx = await context(viewport);
     const page = await signIn(ctx, tokens.admin);
@@ -436,6 +484,7 @@ test('every page at 1280 px and 360 px: screenshots, and nothing wider than the 
       ['jobs', '/jobs'],
       ['job', `/jobs/${running}`],
       ['enqueue', '/enqueue'],
+      ['workflow', `/workflows/${flow}`],
     ]) {
       await page.goto(base + url);
       if (name === 'job') {

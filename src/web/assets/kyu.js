@@ -111,7 +111,7 @@
   }
 
   document.addEventListener('DOMContentLoaded', function () {
-    var box = document.getElementById('job-live');
+    var box = document.getElementById('job-live') || document.getElementById('workflow-live');
     if (box) {
       live(box);
     }
