@@ -365,15 +365,12 @@ impl Env {
             .transpose()
     }
 
-    /// `KYU_PREFETCH`: "auto" (measured, at most `KYU_PREFETCH_MAX` jobs ahead) or a
-    /// fixed number of jobs per worker.
+    /// `KYU_PREFETCH`: a fixed number of jobs per worker (default 2) or "auto"
+    /// (measured, at most `KYU_PREFETCH_MAX` jobs ahead).
     fn prefetch(&self) -> Result<Prefetch, ConfigError> {
-        let max: u32 = self.parse("KYU_PREFETCH_MAX", "a whole number")?.unwrap_or(
-            match Prefetch::default() {
-                Prefetch::Auto { max } => max,
-                Prefetch::PerWorker(n) => n,
-            },
-        );
+        let max: u32 = self
+            .parse("KYU_PREFETCH_MAX", "a whole number")?
+            .unwrap_or(kyu_actors::prefetch::AUTO_MAX);
         if max > 100_000 {
             return Err(Self::bad(
                 "KYU_PREFETCH_MAX",
@@ -382,7 +379,7 @@ impl Env {
             ));
         }
         match self.raw("KYU_PREFETCH").map(str::trim) {
-            None => Ok(Prefetch::Auto { max }),
+            None => Ok(Prefetch::default()),
             Some(v) if v.eq_ignore_ascii_case("auto") => Ok(Prefetch::Auto { max }),
             Some(v) => match v.parse::<u32>() {
                 Ok(n) if (1..=1000).contains(&n) => Ok(Prefetch::PerWorker(n)),

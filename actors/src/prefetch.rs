@@ -3,7 +3,7 @@
 //! A slot that finishes a job and finds nothing claimed idles for a whole claim round
 //! trip. For millisecond jobs that is most of the time; for minute-long jobs it is
 //! nothing, while jobs held ahead would wait on this node although another node may
-//! have a free slot. So, by default, the appetite is measured: while a claim is on its
+//! have a free slot. So, with `Auto`, the appetite is measured: while a claim is on its
 //! way each slot finishes about `claim time / job time` jobs, so the node holds twice
 //! that per slot (a flood of short jobs is claimed in large batches), and nothing ahead
 //! when jobs run longer than half a claim round trip (long jobs are claimed one per free
@@ -20,11 +20,18 @@ pub enum Prefetch {
     PerWorker(u32),
 }
 
+/// Fixed until `Auto` also keeps jobs it holds ahead from outliving their lease: a
+/// claim that returns late under load hands over jobs whose lease has nearly run out,
+/// and a thousand of them wait longer than two per worker do (a multi-node test saw a
+/// job on a live node run twice that way).
 impl Default for Prefetch {
     fn default() -> Self {
-        Prefetch::Auto { max: 1000 }
+        Prefetch::PerWorker(2)
     }
 }
+
+/// The bound `kyu_prefetch = "auto"` gets when `kyu_prefetch_max` does not say.
+pub const AUTO_MAX: u32 = 1000;
 
 /// Weight of the newest sample in the moving averages.
 const ALPHA: f64 = 0.1;

@@ -816,7 +816,7 @@ async fn long_jobs_are_claimed_one_per_free_slot_across_nodes() {
         .collect();
     store.enqueue_many(jobs).await.unwrap();
     let cfg = EngineConfig {
-        prefetch: Prefetch::default(),
+        prefetch: Prefetch::Auto { max: 1000 },
         ..config(2)
     };
     let mut a = start_on(
