@@ -29,7 +29,7 @@ use crate::error::JobError;
 use crate::events::EngineEvent;
 use crate::handler::{JobContext, Progress};
 use crate::job::Job;
-use crate::prefetch::Appetite;
+use crate::prefetch::{Appetite, Prefetch};
 use crate::rate_limit::RateLimits;
 use crate::remote::PendingFetch;
 use crate::run::{RunResult, outcome_for, run_attempt};
@@ -177,13 +177,18 @@ impl DispatcherState {
     /// How many claimed-but-unstarted jobs to keep.
     fn prefetch_target(&self) -> usize {
         let free = self.pool_size.saturating_sub(self.running.len());
-        let running_for = self
-            .running
-            .values()
-            .map(|r| r.started.elapsed().as_secs_f64())
-            .fold(0.0, f64::max);
+        let mode = self.deps.config.prefetch;
+        // Only the measured appetite looks at running jobs (one pass over the pool).
+        let running_for = match mode {
+            Prefetch::PerWorker(_) => 0.0,
+            Prefetch::Auto { .. } => self
+                .running
+                .values()
+                .map(|r| r.started.elapsed().as_secs_f64())
+                .fold(0.0, f64::max),
+        };
         self.appetite
-            .target(self.deps.config.prefetch, self.pool_size, free, running_for)
+            .target(mode, self.pool_size, free, running_for)
     }
 
     async fn pump(&mut self, me: &ActorRef<DispatcherMsg>) {
