@@ -168,14 +168,7 @@ pub async fn list(
     caller: Caller,
     RawQuery(query): RawQuery,
 ) -> Result<Json<JobList>, ApiError> {
-    let p: ListParams =
-        serde_urlencoded::from_str(query.as_deref().unwrap_or("")).map_err(|e| {
-            ApiError::BadRequest {
-                code: "invalid_query",
-                message: e.to_string(),
-                field: None,
-            }
-        })?;
+    let p: ListParams = super::paging::parse_query(query.as_deref())?;
     let (jobs, next_cursor) = list_page(&st, &caller, p).await?;
     let full = caller.is_admin();
     Ok(Json(JobList {
@@ -211,26 +204,8 @@ pub(crate) async fn list_page(
             })
         })
         .transpose()?;
-    let limit = match p.limit {
-        None => 50,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=kyu_actors::MAX_PAGE).contains(l))
-            .ok_or_else(|| {
-                ApiError::invalid("limit", format!("must be 1 to {}", kyu_actors::MAX_PAGE))
-            })?,
-    };
-    let cursor = p
-        .cursor
-        .map(|c| {
-            super::cursor::decode(&c).ok_or_else(|| ApiError::BadRequest {
-                code: "invalid_cursor",
-                message: "the cursor is not one this API handed out".into(),
-                field: Some("cursor".into()),
-            })
-        })
-        .transpose()?;
+    let limit = super::paging::page_limit(p.limit)?;
+    let cursor = super::paging::page_cursor(p.cursor)?;
     let owner = match caller.scope() {
         Some(me) => Some(me.to_owned()),
         None => name("owner", p.owner)?,

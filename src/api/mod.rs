@@ -14,6 +14,7 @@ pub mod model;
 pub(crate) mod nodes;
 mod observe;
 mod openapi;
+pub(crate) mod paging;
 pub(crate) mod queues;
 pub mod rate_limit;
 pub mod remote;

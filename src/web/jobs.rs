@@ -72,13 +72,7 @@ pub(crate) async fn page(
     viewer: Viewer,
     RawQuery(q): RawQuery,
 ) -> Result<Html<String>, PageError> {
-    let filters: Filters = serde_urlencoded::from_str(q.as_deref().unwrap_or("")).map_err(|e| {
-        crate::api::error::ApiError::BadRequest {
-            code: "invalid_query",
-            message: e.to_string(),
-            field: None,
-        }
-    })?;
+    let filters: Filters = crate::api::paging::parse_query(q.as_deref())?;
     let (jobs, next_cursor) = list_page(
         &st,
         &viewer.caller,
