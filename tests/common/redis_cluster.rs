@@ -8,13 +8,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A loopback port whose cluster bus port (+10000) is free too: both below 65536, so
-/// not from the kernel's ephemeral range.
+/// A loopback port whose cluster bus port (+10000) is free too, both below the
+/// kernel's ephemeral range.
 fn free_cluster_port() -> u16 {
     use std::net::TcpListener;
     let seed = std::process::id() as u64 ^ uuid::Uuid::new_v4().as_u128() as u64;
     for i in 0..2000u64 {
-        let port = 20000 + ((seed.wrapping_add(i * 7919)) % 20000) as u16;
+        // Node ports 20000–22767, bus ports (+10000) 30000–32767: both below Linux's
+        // ephemeral range (32768–60999), so while the cluster is down for an outage
+        // test no outgoing connection (a reconnecting client) can take one of them
+        // and keep a node from coming back.
+        let port = 20000 + ((seed.wrapping_add(i * 7919)) % 2768) as u16;
         let a = TcpListener::bind(("127.0.0.1", port));
         let b = TcpListener::bind(("127.0.0.1", port + 10000));
         if a.is_ok() && b.is_ok() {
