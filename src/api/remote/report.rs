@@ -286,6 +286,13 @@ fn ack_report(item: AckItem, i: usize) -> Result<RemoteReport, ApiError> {
     if let Some(s) = item.retry_after_seconds {
         seconds(s, &at("retry_after_seconds"))?;
     }
+    if item
+        .message
+        .as_ref()
+        .is_some_and(|m| m.chars().count() > 10_000)
+    {
+        return Err(ApiError::invalid(at("message"), "at most 10000 characters"));
+    }
     let lease = parse_lease(item.job_id, &item.lease, &at("lease"))?;
     let report = match item.op {
         AckOp::Complete => Report::Complete {
