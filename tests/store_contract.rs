@@ -4,14 +4,17 @@
 mod sqlite {
     kyu_actors::store_contract_tests!(kyu::store::testdb::sqlite);
     kyu_actors::workflow_contract_tests!(kyu::store::testdb::sqlite);
+    kyu_actors::flow_contract_tests!(kyu::store::testdb::sqlite);
 }
 
 mod postgres {
     kyu_actors::store_contract_tests!(kyu::store::testdb::postgres);
     kyu_actors::workflow_contract_tests!(kyu::store::testdb::postgres);
+    kyu_actors::flow_contract_tests!(kyu::store::testdb::postgres);
 }
 
 mod mysql {
     kyu_actors::store_contract_tests!(kyu::store::testdb::mysql);
     kyu_actors::workflow_contract_tests!(kyu::store::testdb::mysql);
+    kyu_actors::flow_contract_tests!(kyu::store::testdb::mysql);
 }

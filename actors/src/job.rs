@@ -59,6 +59,9 @@ pub struct Job {
     /// claimed workflow job; empty otherwise.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub dependency_results: BTreeMap<String, serde_json::Value>,
+    /// Jobs sharing this key run at most its limit at once (see [`crate::flow`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
 }
 
 impl Job {
@@ -117,6 +120,15 @@ pub struct NewJob {
     pub timeout: Duration,
     pub unique_key: Option<String>,
     pub owner: Option<String>,
+    /// At most `limit` jobs with this key run at once, across every node and worker.
+    pub concurrency: Option<ConcurrencyKey>,
+}
+
+/// A job's concurrency key and the most jobs with that key that may run at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConcurrencyKey {
+    pub key: String,
+    pub limit: u32,
 }
 
 impl NewJob {
@@ -136,6 +148,7 @@ impl NewJob {
             timeout: DEFAULT_TIMEOUT,
             unique_key: None,
             owner: None,
+            concurrency: None,
         }
     }
 
@@ -186,6 +199,15 @@ impl NewJob {
 
     pub fn owner(mut self, owner: impl Into<String>) -> Self {
         self.owner = Some(owner.into());
+        self
+    }
+
+    /// At most `limit` (at least 1) jobs with `key` run at once, on all nodes together.
+    pub fn concurrency(mut self, key: impl Into<String>, limit: u32) -> Self {
+        self.concurrency = Some(ConcurrencyKey {
+            key: key.into(),
+            limit: limit.max(1),
+        });
         self
     }
 }

@@ -474,6 +474,18 @@ pub fn validate_new_job(job: &NewJob) -> Result<(), StoreError> {
     if let Some(o) = &job.owner {
         name("owner", o, 255)?;
     }
+    if let Some(c) = &job.concurrency {
+        name("concurrency_key", &c.key, 255)?;
+        if c.limit == 0 || c.limit > crate::flow::MAX_CONCURRENCY_LIMIT {
+            return Err(StoreError::Invalid {
+                field: "concurrency_limit",
+                message: format!(
+                    "must be between 1 and {}",
+                    crate::flow::MAX_CONCURRENCY_LIMIT
+                ),
+            });
+        }
+    }
     if job.max_attempts == 0 || job.max_attempts > 1000 {
         return Err(StoreError::Invalid {
             field: "max_attempts",

@@ -16,3 +16,4 @@ async fn memory() -> Option<TestStore> {
 }
 
 kyu_actors::store_contract_tests!(memory);
+kyu_actors::flow_contract_tests!(memory);

@@ -7,6 +7,7 @@ pub mod claim_plan;
 mod db_clock;
 mod error;
 pub mod failpoint;
+mod flow;
 mod hygiene;
 mod listing;
 pub mod metered;

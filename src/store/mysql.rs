@@ -30,6 +30,7 @@ use uuid::Uuid;
 
 use super::db_clock::DbClock;
 use super::error::SqlxResultExt;
+use super::flow::{self, KeyCursor};
 use super::hygiene::release_clean;
 use super::listing::{page_from_rows, push_list_filters};
 use super::row::{
@@ -55,6 +56,8 @@ pub struct MySqlStore {
     pool: MySqlPool,
     clock: Option<SharedClock>,
     db_clock: Arc<DbClock>,
+    /// Where the keyed part of the next claim starts walking keys.
+    key_cursor: Arc<KeyCursor>,
 }
 
 impl MySqlStore {
@@ -82,6 +85,7 @@ impl MySqlStore {
             pool,
             clock,
             db_clock: Arc::default(),
+            key_cursor: Arc::default(),
         })
     }
 
@@ -163,20 +167,29 @@ impl MySqlStore {
         }
 
         let cutoff = aged_cutoff(now, p.aged_before);
+        let limit = i64::from(p.limit);
+        // Keyed jobs first (bounded by their keys' limits), under the flow_locks row
+        // every keyed claim takes, held to this transaction's end.
+        let mut ids: Vec<String> = Vec::new();
+        if flow::any_queued::<MySql>(&mut tx).await? {
+            sqlx::query("SELECT name FROM flow_locks WHERE name = 'concurrency' FOR UPDATE")
+                .execute(&mut *tx)
+                .await
+                .store_err()?;
+            ids = flow::pick::<MySql>(&mut tx, p, &paused, &self.key_cursor, limit).await?;
+        }
         // Which of the claim's types have queued jobs, and since when: a loose scan of
         // jobs_aged, a row per type (not per job), taking no lock. Only those types get
         // a locking range read, so a type with nothing queued costs no lock (each range
         // read locks the index entry after it: a running job's, which its ack rewrites).
         let mut qb = QueryBuilder::<MySql>::new(
             "SELECT job_type, MIN(run_at) FROM jobs FORCE INDEX (jobs_aged) \
-             WHERE status = 'queued' AND job_type IN ",
+             WHERE status = 'queued' AND concurrency_key IS NULL AND job_type IN ",
         );
         push_id_list(&mut qb, &p.types);
         qb.push(" GROUP BY job_type");
         let present: Vec<(String, i64)> =
             qb.build_query_as().fetch_all(&mut *tx).await.store_err()?;
-        let mut ids: Vec<String> = Vec::new();
-        let limit = i64::from(p.limit);
         for band in [ClaimBand::Aged(cutoff), ClaimBand::Fresh(cutoff)] {
             let left = limit - ids.len() as i64;
             if left <= 0 || (matches!(band, ClaimBand::Aged(_)) && p.aged_before.is_none()) {
@@ -345,7 +358,8 @@ pub(crate) fn push_claim_branches(
         qb.push("(SELECT id, priority, run_at FROM jobs FORCE INDEX (")
             .push(index)
             .push(") WHERE status = 'queued' AND job_type = ")
-            .push_bind(t.clone());
+            .push_bind(t.clone())
+            .push(" AND concurrency_key IS NULL");
         match band {
             ClaimBand::Aged(cutoff) => qb.push(" AND run_at <= ").push_bind(cutoff),
             ClaimBand::Fresh(cutoff) => qb.push(" AND run_at > ").push_bind(cutoff),
@@ -398,7 +412,7 @@ impl Store for MySqlStore {
         for chunk in plain.chunks(INSERT_CHUNK) {
             let mut qb = QueryBuilder::<MySql>::new(
                 "INSERT INTO jobs (id, queue, job_type, provider, priority, payload, status, \
-                 max_attempts, run_at, timeout_ms, unique_key, owner, created_at, updated_at, errors) ",
+                 max_attempts, run_at, timeout_ms, unique_key, owner, concurrency_key, concurrency_limit, created_at, updated_at, errors) ",
             );
             qb.push_values(chunk, |mut b, (_, r)| {
                 b.push_bind(r.id.clone())
@@ -413,6 +427,8 @@ impl Store for MySqlStore {
                     .push_bind(r.timeout_ms)
                     .push_bind(r.unique_key.clone())
                     .push_bind(r.owner.clone())
+                    .push_bind(r.concurrency_key.clone())
+                    .push_bind(r.concurrency_limit)
                     .push_bind(r.now)
                     .push_bind(r.now)
                     .push("'[]'");
@@ -1035,8 +1051,8 @@ async fn insert_keyed(tx: &mut Tx, r: &InsertRow, id: Uuid) -> Result<Enqueued, 
     for _ in 0..5 {
         let res = sqlx::query(
             "INSERT INTO jobs (id, queue, job_type, provider, priority, payload, status, \
-             max_attempts, run_at, timeout_ms, unique_key, owner, created_at, updated_at, errors) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '[]')",
+             max_attempts, run_at, timeout_ms, unique_key, owner, concurrency_key, concurrency_limit, created_at, updated_at, errors) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '[]')",
         )
         .bind(&r.id)
         .bind(&r.queue)
@@ -1050,6 +1066,8 @@ async fn insert_keyed(tx: &mut Tx, r: &InsertRow, id: Uuid) -> Result<Enqueued, 
         .bind(r.timeout_ms)
         .bind(&r.unique_key)
         .bind(&r.owner)
+        .bind(&r.concurrency_key)
+        .bind(r.concurrency_limit)
         .bind(r.now)
         .bind(r.now)
         .execute(&mut **tx)

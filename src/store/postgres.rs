@@ -33,6 +33,7 @@ use uuid::Uuid;
 
 use super::db_clock::DbClock;
 use super::error::SqlxResultExt;
+use super::flow::{self, KeyCursor};
 use super::hygiene::release_clean;
 use super::listing::{page_from_rows, push_list_filters};
 use super::row::{
@@ -75,6 +76,8 @@ pub struct PgStore {
     durable: PgPool,
     clock: Option<SharedClock>,
     db_clock: Arc<DbClock>,
+    /// Where the keyed part of the next claim starts walking keys.
+    key_cursor: Arc<KeyCursor>,
 }
 
 impl PgStore {
@@ -120,6 +123,7 @@ impl PgStore {
             durable,
             clock,
             db_clock: Arc::default(),
+            key_cursor: Arc::default(),
         })
     }
 
@@ -194,6 +198,48 @@ impl PgStore {
         }
     }
 
+    /// The keyed part of a claim, in its own transaction under an advisory lock that
+    /// every keyed claim takes: counting a key's running jobs and starting more is then
+    /// one step, on any number of nodes.
+    async fn claim_keyed(
+        &self,
+        p: &ClaimParams,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Vec<JobRow>, StoreError> {
+        let mut tx = self.pool.begin().await.store_err()?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(KEYED_CLAIM_LOCK)
+            .execute(&mut *tx)
+            .await
+            .store_err()?;
+        let paused: Vec<String> = sqlx::query_scalar("SELECT name FROM queues WHERE paused")
+            .fetch_all(&mut *tx)
+            .await
+            .store_err()?;
+        let ids = flow::pick::<Postgres>(&mut tx, p, &paused, &self.key_cursor, i64::from(p.limit))
+            .await?;
+        let rows: Vec<JobRow> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as(concat!(
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = 0, \
+                 lease_owner = $1, lease_expires_at = $2, started_at = $3, updated_at = $3 \
+                 WHERE id = ANY($4) AND status = 'queued' RETURNING ",
+                job_columns!()
+            ))
+            .bind(&p.owner)
+            .bind(lease_until)
+            .bind(now)
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await
+            .store_err()?
+        };
+        tx.commit().await.store_err()?;
+        Ok(rows)
+    }
+
     async fn fetch_job(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
         sqlx::query_as::<_, JobRow>(concat!(
             "SELECT ",
@@ -259,17 +305,22 @@ pub const ACK_SQL: &str = "UPDATE jobs AS j SET status = u.status, result = COAL
 /// (`jobs_claim`). A claim so reads O(limit × types) index entries, never the backlog,
 /// and for `job_type = t ORDER BY … LIMIT n` over a partial index that matches, that
 /// index's range is the plan with or without statistics. `$7`: only these queues.
+/// The advisory lock every keyed claim holds while it counts and claims.
+const KEYED_CLAIM_LOCK: i64 = 0x6b79_755f_636b;
+
 pub const CLAIM_SQL: &str = concat!(
     "WITH aged AS (SELECT a.id, a.run_at FROM unnest($6::text[]) AS t(job_type) \
        CROSS JOIN LATERAL (SELECT id, run_at FROM jobs \
-         WHERE status = 'queued' AND jobs.job_type = t.job_type AND run_at <= $5 \
+         WHERE status = 'queued' AND concurrency_key IS NULL AND jobs.job_type = t.job_type \
+           AND run_at <= $5 \
            AND ($7::text[] IS NULL OR queue = ANY($7)) \
            AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = jobs.queue AND q.paused) \
          ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) a), \
      room AS (SELECT GREATEST(0, $4 - count(*)) AS n FROM aged), \
      fresh AS (SELECT f.id, f.priority, f.run_at FROM unnest($6::text[]) AS t(job_type) \
        CROSS JOIN LATERAL (SELECT id, priority, run_at FROM jobs \
-         WHERE status = 'queued' AND jobs.job_type = t.job_type AND run_at > $5 \
+         WHERE status = 'queued' AND concurrency_key IS NULL AND jobs.job_type = t.job_type \
+           AND run_at > $5 \
            AND ($7::text[] IS NULL OR queue = ANY($7)) \
            AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = jobs.queue AND q.paused) \
          ORDER BY priority DESC, run_at, id LIMIT (SELECT n FROM room) FOR UPDATE SKIP LOCKED) f), \
@@ -363,28 +414,43 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         let now = self.now().await?;
-        sqlx::query(
+        // Promotes due scheduled jobs, and says whether any keyed job waits.
+        let keyed_waiting: bool = sqlx::query_scalar(
             "WITH due AS (SELECT id FROM jobs WHERE status = 'scheduled' AND run_at <= $1 \
-               ORDER BY run_at LIMIT 1000 FOR UPDATE SKIP LOCKED) \
-             UPDATE jobs SET status = 'queued', updated_at = $1 FROM due WHERE jobs.id = due.id",
+               ORDER BY run_at LIMIT 1000 FOR UPDATE SKIP LOCKED), \
+             promoted AS (UPDATE jobs SET status = 'queued', updated_at = $1 FROM due \
+               WHERE jobs.id = due.id RETURNING jobs.concurrency_key) \
+             SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'queued' \
+               AND concurrency_key IS NOT NULL) \
+               OR EXISTS (SELECT 1 FROM promoted WHERE concurrency_key IS NOT NULL)",
         )
         .bind(now)
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await
         .store_err()?;
         let cutoff = aged_cutoff(now, p.aged_before);
         let lease_until = now.saturating_add(duration_ms(p.lease));
-        let rows: Vec<JobRow> = sqlx::query_as(CLAIM_SQL)
-            .bind(now)
-            .bind(&p.owner)
-            .bind(lease_until)
-            .bind(i64::from(p.limit))
-            .bind(cutoff)
-            .bind(&p.types)
-            .bind(p.queues.as_deref())
-            .fetch_all(&self.pool)
-            .await
-            .store_err()?;
+        let mut rows = if keyed_waiting {
+            self.claim_keyed(p, now, lease_until).await?
+        } else {
+            Vec::new()
+        };
+        let left = i64::from(p.limit) - rows.len() as i64;
+        if left > 0 {
+            rows.extend(
+                sqlx::query_as::<_, JobRow>(CLAIM_SQL)
+                    .bind(now)
+                    .bind(&p.owner)
+                    .bind(lease_until)
+                    .bind(left)
+                    .bind(cutoff)
+                    .bind(&p.types)
+                    .bind(p.queues.as_deref())
+                    .fetch_all(&self.pool)
+                    .await
+                    .store_err()?,
+            );
+        }
         let mut jobs = into_jobs_in_claim_order(rows, cutoff)?;
         if jobs.iter().any(|j| j.workflow_id.is_some()) {
             let mut conn = self.pool.acquire().await.store_err()?;
@@ -961,8 +1027,8 @@ async fn insert_keyed(
     for _ in 0..5 {
         let inserted: Option<String> = sqlx::query_scalar(
             "INSERT INTO jobs (id, queue, job_type, provider, priority, payload, status, \
-             max_attempts, run_at, timeout_ms, unique_key, owner, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) \
+             max_attempts, run_at, timeout_ms, unique_key, owner, concurrency_key, concurrency_limit, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) \
              ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL \
              AND status IN ('queued', 'scheduled', 'running') DO NOTHING RETURNING id",
         )
@@ -978,6 +1044,8 @@ async fn insert_keyed(
         .bind(r.timeout_ms)
         .bind(&r.unique_key)
         .bind(&r.owner)
+        .bind(&r.concurrency_key)
+        .bind(r.concurrency_limit)
         .bind(r.now)
         .fetch_optional(&mut **tx)
         .await
@@ -1015,7 +1083,7 @@ where
 {
     let mut qb = QueryBuilder::<Postgres>::new(
         "INSERT INTO jobs (id, queue, job_type, provider, priority, payload, status, \
-         max_attempts, run_at, timeout_ms, unique_key, owner, created_at, updated_at) ",
+         max_attempts, run_at, timeout_ms, unique_key, owner, concurrency_key, concurrency_limit, created_at, updated_at) ",
     );
     qb.push_values(rows, |mut b, (_, r)| {
         b.push_bind(r.id.clone())
@@ -1030,6 +1098,8 @@ where
             .push_bind(r.timeout_ms)
             .push_bind(r.unique_key.clone())
             .push_bind(r.owner.clone())
+            .push_bind(r.concurrency_key.clone())
+            .push_bind(r.concurrency_limit)
             .push_bind(r.now)
             .push_bind(r.now);
     });

@@ -16,7 +16,7 @@ macro_rules! job_columns {
         "id, queue, job_type, provider, priority, payload, status, progress, result, errors, \
          attempts, max_attempts, run_at, timeout_ms, unique_key, owner, lease_owner, \
          lease_expires_at, cancel_requested, created_at, started_at, finished_at, updated_at, \
-         workflow_id, workflow_key"
+         workflow_id, workflow_key, concurrency_key"
     };
 }
 pub(crate) use job_columns;
@@ -50,6 +50,7 @@ pub struct JobRow {
     pub updated_at: i64,
     pub workflow_id: Option<String>,
     pub workflow_key: Option<String>,
+    pub concurrency_key: Option<String>,
 }
 
 fn corrupt(field: &str, e: impl std::fmt::Display) -> StoreError {
@@ -98,6 +99,7 @@ impl TryFrom<JobRow> for Job {
                 .map_err(|e| corrupt("workflow_id", e))?,
             workflow_key: r.workflow_key,
             dependency_results: Default::default(),
+            concurrency_key: r.concurrency_key,
         })
     }
 }

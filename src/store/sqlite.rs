@@ -35,6 +35,7 @@ use sqlx::{Connection, QueryBuilder, Sqlite, SqlitePool};
 use uuid::Uuid;
 
 use super::error::SqlxResultExt;
+use super::flow::{self, KeyCursor};
 use super::hygiene::release_clean;
 use super::listing::{page_from_rows, push_list_filters};
 use super::row::{
@@ -53,7 +54,7 @@ macro_rules! sqlite_json_columns {
         "id, queue, job_type, provider, priority, payload, status, progress, result, errors, \
          attempts, max_attempts, run_at, timeout_ms, unique_key, owner, lease_owner, \
          lease_expires_at, json(CASE WHEN cancel_requested THEN 'true' ELSE 'false' END), \
-         created_at, started_at, finished_at, updated_at, workflow_id, workflow_key"
+         created_at, started_at, finished_at, updated_at, workflow_id, workflow_key, concurrency_key"
     };
 }
 
@@ -73,6 +74,8 @@ pub struct SqliteStore {
     /// Client-facing writes (`synchronous = FULL`).
     durable: SqlitePool,
     clock: SharedClock,
+    /// Where the keyed part of the next claim starts walking keys.
+    key_cursor: Arc<KeyCursor>,
 }
 
 impl SqliteStore {
@@ -105,6 +108,7 @@ impl SqliteStore {
             pool,
             durable,
             clock,
+            key_cursor: Arc::default(),
         })
     }
 
@@ -207,7 +211,7 @@ pub(crate) fn push_claim_pick(
         }
         qb.push(
             "SELECT * FROM (SELECT id, run_at FROM jobs INDEXED BY jobs_queued_age \
-             WHERE status = 'queued' AND job_type = ",
+             WHERE status = 'queued' AND concurrency_key IS NULL AND job_type = ",
         )
         .push_bind(t.clone())
         .push(" AND run_at <= ")
@@ -223,7 +227,7 @@ pub(crate) fn push_claim_pick(
     for t in &p.types {
         qb.push(
             " UNION ALL SELECT * FROM (SELECT id, 1, priority, run_at FROM jobs INDEXED BY jobs_claim \
-             WHERE status = 'queued' AND job_type = ",
+             WHERE status = 'queued' AND concurrency_key IS NULL AND job_type = ",
         )
         .push_bind(t.clone())
         .push(" AND run_at > ")
@@ -238,6 +242,16 @@ pub(crate) fn push_claim_pick(
             sqlite_json_columns!(),
             ")) FROM jobs WHERE id IN (SELECT id FROM picked)"
         ));
+}
+
+/// The rows of a `json_group_array` of job columns (none for NULL).
+fn json_rows(picked: Option<String>) -> Result<Vec<JobRow>, StoreError> {
+    match picked {
+        Some(json) => {
+            serde_json::from_str(&json).map_err(|e| StoreError::Backend(format!("claim rows: {e}")))
+        }
+        None => Ok(Vec::new()),
+    }
 }
 
 /// ` AND queue <op> (…)` for a non-empty list of queue names.
@@ -292,7 +306,7 @@ impl Store for SqliteStore {
         for chunk in plain.chunks(INSERT_CHUNK) {
             let mut qb = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO jobs (id, queue, job_type, provider, priority, payload, status, \
-                 max_attempts, run_at, timeout_ms, unique_key, owner, created_at, updated_at) ",
+                 max_attempts, run_at, timeout_ms, unique_key, owner, concurrency_key, concurrency_limit, created_at, updated_at) ",
             );
             qb.push_values(chunk, |mut b, (_, r)| {
                 b.push_bind(r.id.clone())
@@ -307,6 +321,8 @@ impl Store for SqliteStore {
                     .push_bind(r.timeout_ms)
                     .push_bind(r.unique_key.clone())
                     .push_bind(r.owner.clone())
+                    .push_bind(r.concurrency_key.clone())
+                    .push_bind(r.concurrency_limit)
                     .push_bind(r.now)
                     .push_bind(r.now);
             });
@@ -377,20 +393,41 @@ impl Store for SqliteStore {
             .fetch_all(&mut *tx)
             .await
             .store_err()?;
-        // One row holding every picked job as JSON: sqlx hands each result row across a
-        // thread, so a batch costs a few round trips instead of one per job.
-        let mut qb = QueryBuilder::<Sqlite>::new("");
-        push_claim_pick(&mut qb, p, cutoff, &paused);
-        let picked: Option<String> = qb
-            .build_query_scalar()
-            .fetch_one(&mut *tx)
-            .await
-            .store_err()?;
-        let rows: Vec<JobRow> = match picked {
-            Some(json) => serde_json::from_str(&json)
-                .map_err(|e| StoreError::Backend(format!("claim rows: {e}")))?,
-            None => Vec::new(),
+        // Keyed jobs first (bounded by their keys' limits); the writer lock makes the
+        // count and the claim one step.
+        let keyed =
+            flow::pick::<Sqlite>(&mut tx, p, &paused, &self.key_cursor, i64::from(p.limit)).await?;
+        let mut rows = if keyed.is_empty() {
+            Vec::new()
+        } else {
+            json_rows(
+                sqlx::query_scalar(concat!(
+                    "SELECT json_group_array(json_array(",
+                    sqlite_json_columns!(),
+                    ")) FROM jobs WHERE id IN (SELECT value FROM json_each($1))"
+                ))
+                .bind(serde_json::to_string(&keyed).unwrap_or_default())
+                .fetch_one(&mut *tx)
+                .await
+                .store_err()?,
+            )?
         };
+        let plain = ClaimParams {
+            limit: p.limit.saturating_sub(keyed.len() as u32),
+            ..p.clone()
+        };
+        if plain.limit > 0 {
+            // One row holding every picked job as JSON: sqlx hands each result row
+            // across a thread, so a batch costs a few round trips instead of one per job.
+            let mut qb = QueryBuilder::<Sqlite>::new("");
+            push_claim_pick(&mut qb, &plain, cutoff, &paused);
+            rows.extend(json_rows(
+                qb.build_query_scalar()
+                    .fetch_one(&mut *tx)
+                    .await
+                    .store_err()?,
+            )?);
+        }
         let mut rows = claim_order(rows, cutoff, p.limit);
         if rows.is_empty() {
             tx.commit().await.store_err()?;
@@ -1021,8 +1058,8 @@ async fn insert_keyed(
 ) -> Result<Enqueued, StoreError> {
     let inserted: Option<String> = sqlx::query_scalar(
         "INSERT INTO jobs (id, queue, job_type, provider, priority, payload, status, \
-         max_attempts, run_at, timeout_ms, unique_key, owner, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) \
+         max_attempts, run_at, timeout_ms, unique_key, owner, concurrency_key, concurrency_limit, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) \
          ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL \
          AND status IN ('queued', 'scheduled', 'running') DO NOTHING RETURNING id",
     )
@@ -1038,6 +1075,8 @@ async fn insert_keyed(
     .bind(r.timeout_ms)
     .bind(&r.unique_key)
     .bind(&r.owner)
+    .bind(&r.concurrency_key)
+    .bind(r.concurrency_limit)
     .bind(r.now)
     .fetch_optional(&mut **tx)
     .await

@@ -31,6 +31,7 @@ pub(crate) trait Dialect: Database {
     fn bind_text(qb: &mut QueryBuilder<Self>, v: String);
     fn bind_opt_text(qb: &mut QueryBuilder<Self>, v: Option<String>);
     fn bind_int(qb: &mut QueryBuilder<Self>, v: i64);
+    fn bind_opt_int(qb: &mut QueryBuilder<Self>, v: Option<i64>);
 
     /// Runs a write; returns the rows it matched.
     async fn execute(
@@ -111,6 +112,10 @@ macro_rules! dialect {
             }
 
             fn bind_int(qb: &mut QueryBuilder<Self>, v: i64) {
+                qb.push_bind(v);
+            }
+
+            fn bind_opt_int(qb: &mut QueryBuilder<Self>, v: Option<i64>) {
                 qb.push_bind(v);
             }
 

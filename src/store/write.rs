@@ -22,6 +22,8 @@ pub struct InsertRow {
     pub timeout_ms: i64,
     pub unique_key: Option<String>,
     pub owner: Option<String>,
+    pub concurrency_key: Option<String>,
+    pub concurrency_limit: Option<i64>,
     pub now: i64,
 }
 
@@ -46,6 +48,8 @@ impl InsertRow {
             timeout_ms: duration_ms(job.timeout),
             unique_key: job.unique_key.clone(),
             owner: job.owner.clone(),
+            concurrency_key: job.concurrency.as_ref().map(|c| c.key.clone()),
+            concurrency_limit: job.concurrency.as_ref().map(|c| i64::from(c.limit)),
             now,
         })
     }

@@ -29,6 +29,8 @@ struct State {
     leaders: HashMap<String, (String, DateTime<Utc>)>,
     /// Cron entry → last tick enqueued.
     cron: HashMap<String, DateTime<Utc>>,
+    /// Concurrency key → the limit its latest job carried.
+    key_limits: HashMap<String, u32>,
 }
 
 impl State {
@@ -53,6 +55,9 @@ impl State {
                 continue;
             }
             let run_at = n.run_at.resolve(now);
+            if let Some(c) = &n.concurrency {
+                self.key_limits.insert(c.key.clone(), c.limit);
+            }
             let job = Job {
                 id: n.id,
                 queue: n.queue,
@@ -84,6 +89,7 @@ impl State {
                 workflow_id: None,
                 workflow_key: None,
                 dependency_results: Default::default(),
+                concurrency_key: n.concurrency.map(|c| c.key),
             };
             out.push(Enqueued {
                 id: job.id,
@@ -226,7 +232,27 @@ impl Store for MemoryStore {
                 .then(a.run_at.cmp(&b.run_at))
                 .then(a.id.cmp(&b.id))
         });
-        let ids: Vec<Uuid> = ready.iter().take(p.limit as usize).map(|j| j.id).collect();
+        // A keyed job starts only while its key runs fewer than its limit.
+        let mut running: HashMap<&str, u32> = HashMap::new();
+        for j in st.jobs.values().filter(|j| j.status == JobStatus::Running) {
+            if let Some(k) = &j.concurrency_key {
+                *running.entry(k.as_str()).or_default() += 1;
+            }
+        }
+        let mut ids: Vec<Uuid> = Vec::new();
+        for j in ready {
+            if ids.len() >= p.limit as usize {
+                break;
+            }
+            if let Some(k) = &j.concurrency_key {
+                let n = running.entry(k.as_str()).or_default();
+                if *n >= st.key_limits.get(k).copied().unwrap_or(1) {
+                    continue;
+                }
+                *n += 1;
+            }
+            ids.push(j.id);
+        }
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(j) = st.jobs.get_mut(&id) {

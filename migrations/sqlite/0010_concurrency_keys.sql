@@ -1,0 +1,17 @@
+-- Concurrency keys (ARCHITECTURE §10): at most `concurrency_limit` jobs with one
+-- `concurrency_key` run at once. Keyed jobs leave the plain claim indexes, so a key at
+-- its limit with a large backlog costs plain claims nothing; the keyed claim walks
+-- keys (jobs_key_queued, one entry per key by a loose scan) and counts each key's
+-- running jobs (jobs_key_running).
+ALTER TABLE jobs ADD COLUMN concurrency_key TEXT;
+ALTER TABLE jobs ADD COLUMN concurrency_limit INTEGER;
+DROP INDEX jobs_claim;
+DROP INDEX jobs_queued_age;
+CREATE INDEX jobs_claim ON jobs (job_type, priority DESC, run_at, id)
+    WHERE status = 'queued' AND concurrency_key IS NULL;
+CREATE INDEX jobs_queued_age ON jobs (job_type, run_at, id)
+    WHERE status = 'queued' AND concurrency_key IS NULL;
+CREATE INDEX jobs_key_queued ON jobs (concurrency_key, priority DESC, run_at, id)
+    WHERE status = 'queued' AND concurrency_key IS NOT NULL;
+CREATE INDEX jobs_key_running ON jobs (concurrency_key)
+    WHERE status = 'running' AND concurrency_key IS NOT NULL;
