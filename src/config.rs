@@ -77,6 +77,19 @@ pub const KEYS: &[&str] = &[
     "KYU_REMOTE_TYPE",
     "KYU_PREFETCH",
     "KYU_PREFETCH_MAX",
+    "KYU_CONCURRENCY",
+    "KYU_CONCURRENCY_KEY",
+    "KYU_TIER_PRIORITY",
+    "KYU_TIERS",
+];
+
+/// Keys whose file form is a list of tables (`[[kyu_cron]]` …), carried as JSON.
+const TABLE_LISTS: &[&str] = &[
+    "KYU_CRON",
+    "KYU_REMOTE_TYPE",
+    "KYU_CONCURRENCY",
+    "KYU_CONCURRENCY_KEY",
+    "KYU_TIER_PRIORITY",
 ];
 
 /// A setting that could not be used.
@@ -175,6 +188,11 @@ pub struct Settings {
     pub cron_catch_up: u32,
     /// Job types run by remote workers (`KYU_REMOTE_TYPE`, or `[[kyu_remote_type]]`).
     pub remote_types: Vec<crate::handlers::remote_type::RemoteType>,
+    /// Concurrency keys and their limits, key templates by type, priorities by tier
+    /// (`[[kyu_concurrency]]`, `[[kyu_concurrency_key]]`, `[[kyu_tier_priority]]`).
+    pub flow: kyu_actors::flow::FlowRules,
+    /// Token name → tier (`KYU_TIERS`: `name=tier`, comma separated).
+    pub tiers: std::collections::HashMap<String, String>,
     /// Registers the `ledger` job type (crash tests) writing to this file.
     pub ledger_path: Option<PathBuf>,
     pub failpoints: Option<Failpoints>,
@@ -246,6 +264,8 @@ impl Default for Settings {
             cron: Vec::new(),
             cron_catch_up: 60,
             remote_types: Vec::new(),
+            flow: Default::default(),
+            tiers: Default::default(),
             ledger_path: None,
             failpoints: None,
         }
@@ -294,7 +314,7 @@ impl Env {
                 // `[[kyu_cron]]` tables: carried as the JSON list KYU_CRON takes.
                 // `[[kyu_cron]]` and `[[kyu_remote_type]]` tables: carried as the JSON
                 // lists KYU_CRON and KYU_REMOTE_TYPE take.
-                toml::Value::Array(items) if key == "KYU_CRON" || key == "KYU_REMOTE_TYPE" => {
+                toml::Value::Array(items) if TABLE_LISTS.contains(&key.as_str()) => {
                     serde_json::to_string(&items)
                         .map_err(|e| Self::bad(&k, "[…]", e.to_string()))?
                 }
@@ -575,6 +595,15 @@ impl Settings {
         if let Some(v) = env.raw("KYU_REMOTE_TYPE") {
             s.remote_types = crate::handlers::remote_type::parse_remote_types(v)
                 .map_err(|m| Env::bad("KYU_REMOTE_TYPE", v, m))?;
+        }
+        s.flow = kyu_actors::flow::FlowRules::from_json(
+            env.raw("KYU_CONCURRENCY"),
+            env.raw("KYU_CONCURRENCY_KEY"),
+            env.raw("KYU_TIER_PRIORITY"),
+        )
+        .map_err(|m| Env::bad("KYU_CONCURRENCY", "[…]", m))?;
+        if let Some(v) = env.raw("KYU_TIERS") {
+            s.tiers = parse_tiers(v).map_err(|m| Env::bad("KYU_TIERS", v, m))?;
         }
         s.ledger_path = env.raw("KYU_LEDGER_PATH").map(PathBuf::from);
         if let Some(v) = env.raw(crate::store::failpoint::FAILPOINTS_ENV) {
@@ -926,4 +955,18 @@ mod tests {
         assert_eq!(s.provider_limits["claude"].burst, 10);
         assert!(!format!("{s:?}").contains("gsk-very-secret"));
     }
+}
+
+/// `KYU_TIERS`: `token_name=tier` pairs, comma separated.
+fn parse_tiers(v: &str) -> Result<std::collections::HashMap<String, String>, String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| match e.split_once('=') {
+            Some((n, t)) if !n.trim().is_empty() && !t.trim().is_empty() => {
+                Ok((n.trim().to_owned(), t.trim().to_owned()))
+            }
+            _ => Err(format!("{e:?}: expected token_name=tier")),
+        })
+        .collect()
 }

@@ -89,6 +89,7 @@ pub async fn run(s: Settings, with_engine: bool) -> anyhow::Result<()> {
         bus.publisher()?,
     )
     .with_node_dead_after(s.node_dead_after)
+    .with_flow(s.flow.clone(), s.tiers.clone())
     .with_rate_limit(api::rate_limit::ApiRateLimiter::new(
         s.api_rate_limit.clone(),
         redis.clone(),

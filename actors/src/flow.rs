@@ -57,7 +57,7 @@ pub struct FlowError {
 }
 
 /// All flow-control settings, resolved once at start.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct FlowRules {
     limits: Vec<ConcurrencyRule>,
     templates: HashMap<String, String>,
@@ -131,6 +131,21 @@ impl FlowRules {
         };
         let limit = limit.unwrap_or_else(|| self.limit_for(&key));
         Ok(Some(ConcurrencyKey { key, limit }))
+    }
+
+    /// Parses the JSON lists `KYU_CONCURRENCY`, `KYU_CONCURRENCY_KEY` and
+    /// `KYU_TIER_PRIORITY` take (absent: empty).
+    pub fn from_json(
+        limits: Option<&str>,
+        templates: Option<&str>,
+        tiers: Option<&str>,
+    ) -> Result<FlowRules, String> {
+        fn list<T: serde::de::DeserializeOwned>(v: Option<&str>) -> Result<Vec<T>, String> {
+            v.map_or(Ok(Vec::new()), |t| {
+                serde_json::from_str(t).map_err(|e| format!("expected a list of tables: {e}"))
+            })
+        }
+        FlowRules::new(list(limits)?, list(templates)?, list(tiers)?)
     }
 
     /// The priority a job of `job_type` gets for `tier`, if configured.

@@ -150,6 +150,16 @@ pub struct LiveCount {
     pub oldest_run_at: Option<DateTime<Utc>>,
 }
 
+/// A concurrency key with queued jobs: its limit, how many of its jobs run, and how
+/// many wait.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyState {
+    pub key: String,
+    pub limit: u32,
+    pub running: u64,
+    pub queued: u64,
+}
+
 /// A queue the store knows about, with its pause flag.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueState {
@@ -322,6 +332,14 @@ pub trait Store: Send + Sync + 'static {
     /// out. Reads only live jobs, through an index, so it stays cheap however many
     /// finished jobs the table holds: the metrics sampler calls it every few seconds.
     async fn live_counts(&self) -> Result<Vec<LiveCount>, StoreError>;
+
+    /// Up to `limit` concurrency keys that have queued jobs, in key order after
+    /// `after`: their limits, running and queued jobs.
+    async fn concurrency_keys(
+        &self,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<KeyState>, StoreError>;
 
     async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), StoreError>;
 

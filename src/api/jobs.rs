@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
+use kyu_actors::flow::MAX_CONCURRENCY_LIMIT;
 use kyu_actors::{CancelOutcome, Enqueued, Job, ListJobs, NewJob, Priority, validate_new_job};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -345,7 +346,11 @@ async fn created(
 }
 
 /// Checks a request and builds the job it asks for.
-pub(crate) fn new_job(req: CreateJob, st: &AppState, caller: &Caller) -> Result<NewJob, ApiError> {
+pub(crate) fn new_job(
+    mut req: CreateJob,
+    st: &AppState,
+    caller: &Caller,
+) -> Result<NewJob, ApiError> {
     if !st.job_types.contains(&req.job_type) && !st.remote.serves(&req.job_type) {
         return Err(ApiError::BadRequest {
             code: "unknown_job_type",
@@ -357,7 +362,7 @@ pub(crate) fn new_job(req: CreateJob, st: &AppState, caller: &Caller) -> Result<
             field: Some("type".into()),
         });
     }
-    let payload = match req.payload {
+    let payload = match req.payload.take() {
         None | Some(serde_json::Value::Null) => serde_json::json!({}),
         Some(p @ serde_json::Value::Object(_)) => p,
         Some(_) => {
@@ -387,12 +392,22 @@ pub(crate) fn new_job(req: CreateJob, st: &AppState, caller: &Caller) -> Result<
         });
     }
     let defaults = st.handlers.defaults(&req.job_type).unwrap_or_default();
+    let concurrency = concurrency(st, &req, &payload)?;
+    let tier = caller
+        .owner()
+        .and_then(|name| st.tiers.get(name))
+        .or(req.tier.as_ref());
+    let tier_priority = tier.and_then(|t| st.flow.tier_priority(t, &req.job_type));
     let mut job = NewJob::new(req.job_type, payload);
-    if let Some(p) = defaults
-        .priority
-        .and_then(|p| Priority::new(i64::from(p)).ok())
-    {
+    if let Some(p) = tier_priority.or_else(|| {
+        defaults
+            .priority
+            .and_then(|p| Priority::new(i64::from(p)).ok())
+    }) {
         job = job.priority(p);
+    }
+    if let Some(c) = concurrency {
+        job = job.concurrency(c.key, c.limit);
     }
     if let Some(p) = req.priority {
         job = job
@@ -464,6 +479,36 @@ pub(crate) fn new_job(req: CreateJob, st: &AppState, caller: &Caller) -> Result<
     }
     validate_new_job(&job)?;
     Ok(job)
+}
+
+/// The concurrency key a request asks for, or its type makes from the payload.
+fn concurrency(
+    st: &AppState,
+    req: &CreateJob,
+    payload: &serde_json::Value,
+) -> Result<Option<kyu_actors::ConcurrencyKey>, ApiError> {
+    let limit = match req.concurrency_limit {
+        None => None,
+        Some(n) if (1..=i64::from(MAX_CONCURRENCY_LIMIT)).contains(&n) => Some(n as u32),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "concurrency_limit",
+                format!("must be 1 to {MAX_CONCURRENCY_LIMIT}"),
+            ));
+        }
+    };
+    st.flow
+        .concurrency(&req.job_type, payload, req.concurrency_key.clone(), limit)
+        .map_err(|e| {
+            if e.field.starts_with("payload") {
+                ApiError::InvalidPayload {
+                    message: e.message,
+                    field: e.field,
+                }
+            } else {
+                ApiError::invalid(&e.field, e.message)
+            }
+        })
 }
 
 /// Bytes of `v` as compact JSON, without building the string.

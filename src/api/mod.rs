@@ -69,6 +69,10 @@ pub struct AppState {
     pub remote: remote::RemoteWorkers,
     /// Per-client request limits (`None`: off).
     pub rate_limit: Option<Arc<rate_limit::ApiRateLimiter>>,
+    /// Concurrency keys and priorities by tier, applied to every created job.
+    pub flow: Arc<kyu_actors::flow::FlowRules>,
+    /// Token name → tier.
+    pub tiers: Arc<std::collections::HashMap<String, String>>,
 }
 
 impl AppState {
@@ -99,7 +103,20 @@ impl AppState {
             node_dead_after: std::time::Duration::from_secs(10),
             remote: remote::RemoteWorkers::default(),
             rate_limit: None,
+            flow: Arc::default(),
+            tiers: Arc::default(),
         }
+    }
+
+    /// Sets the flow-control rules and the tiers of tokens.
+    pub fn with_flow(
+        mut self,
+        flow: kyu_actors::flow::FlowRules,
+        tiers: std::collections::HashMap<String, String>,
+    ) -> AppState {
+        self.flow = Arc::new(flow);
+        self.tiers = Arc::new(tiers);
+        self
     }
 
     /// Limits each client's requests (`KYU_API_RATE_LIMIT_*`; `None`: no limits).

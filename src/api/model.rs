@@ -94,6 +94,19 @@ pub struct CreateJob {
     /// While a job with this key is not final, creating another returns it instead.
     #[schema(min_length = 1, max_length = 255, pattern = "^[^\\x00]+$")]
     pub unique_key: Option<String>,
+    /// Jobs with the same key run at most `concurrency_limit` at once, on all nodes
+    /// together (default: the type's key made from the payload, if configured).
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\x00]+$")]
+    pub concurrency_key: Option<String>,
+    /// The key's limit (default: the first `kyu_concurrency` rule matching the key,
+    /// else 1). Needs a key.
+    #[serde(default, deserialize_with = "integer")]
+    #[schema(minimum = 1, maximum = 10000)]
+    pub concurrency_limit: Option<i64>,
+    /// The tier the job is created for, which picks its default priority
+    /// (`kyu_tier_priority`); a token with a tier (`kyu_tiers`) overrides it.
+    #[schema(min_length = 1, max_length = 100, pattern = "^[^\\x00]+$")]
+    pub tier: Option<String>,
 }
 
 /// An optional integer that may be written `6` or `6.0` (JSON Schema counts both as
@@ -197,6 +210,9 @@ pub struct JobView {
     /// Its key in that workflow.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workflow_key: Option<String>,
+    /// Jobs with this key run at most the key's limit at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
     /// The jobs it waits for (`GET /api/v1/jobs/{id}` of a workflow job only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dependencies: Option<Vec<super::workflow_model::DependencyView>>,
@@ -231,6 +247,7 @@ impl JobView {
             owner: job.owner,
             workflow_id: job.workflow_id,
             workflow_key: job.workflow_key,
+            concurrency_key: job.concurrency_key,
             dependencies: None,
         }
     }

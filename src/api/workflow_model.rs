@@ -80,6 +80,13 @@ pub struct CreateWorkflowJob {
     pub max_retries: Option<i64>,
     #[schema(exclusive_minimum = 0, maximum = 604800)]
     pub timeout_seconds: Option<f64>,
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\x00]+$")]
+    pub concurrency_key: Option<String>,
+    #[serde(default, deserialize_with = "integer")]
+    #[schema(minimum = 1, maximum = 10000)]
+    pub concurrency_limit: Option<i64>,
+    #[schema(min_length = 1, max_length = 100, pattern = "^[^\\x00]+$")]
+    pub tier: Option<String>,
 }
 
 impl CreateWorkflowJob {
@@ -96,6 +103,9 @@ impl CreateWorkflowJob {
             max_retries: self.max_retries,
             timeout_seconds: self.timeout_seconds,
             unique_key: None,
+            concurrency_key: self.concurrency_key.clone(),
+            concurrency_limit: self.concurrency_limit,
+            tier: self.tier.clone(),
         }
     }
 }

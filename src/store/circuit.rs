@@ -288,6 +288,13 @@ impl Store for CircuitStore {
     async fn live_counts(&self) -> Result<Vec<LiveCount>, StoreError> {
         read!(self, self.inner.live_counts())
     }
+    async fn concurrency_keys(
+        &self,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<kyu_actors::store::KeyState>, StoreError> {
+        read!(self, self.inner.concurrency_keys(after, limit))
+    }
     async fn set_queue_paused(&self, q: &str, paused: bool) -> Result<(), StoreError> {
         write!(self, self.inner.set_queue_paused(q, paused))
     }

@@ -157,6 +157,13 @@ impl Store for FailpointStore {
     async fn live_counts(&self) -> Result<Vec<kyu_actors::LiveCount>, StoreError> {
         self.inner.live_counts().await
     }
+    async fn concurrency_keys(
+        &self,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<kyu_actors::store::KeyState>, StoreError> {
+        self.inner.concurrency_keys(after, limit).await
+    }
     async fn set_queue_paused(&self, q: &str, paused: bool) -> Result<(), StoreError> {
         self.inner.set_queue_paused(q, paused).await
     }

@@ -13,13 +13,19 @@
 use std::sync::Mutex;
 
 use kyu_actors::StoreError;
-use kyu_actors::store::ClaimParams;
+use kyu_actors::store::{ClaimParams, KeyState};
 use sqlx::QueryBuilder;
 
 use super::workflow::{Col, Dialect, fetch_text};
 
 /// Keys one claim looks at, at most.
 const KEYS_PER_CLAIM: i64 = 64;
+
+/// A key's limit (its first queued job's) and its running jobs, for each `k.ck`.
+const KEY_LIMIT_AND_RUNNING: &str = "(SELECT q.concurrency_limit FROM jobs q \
+     WHERE q.status = 'queued' AND q.concurrency_key = k.ck \
+     ORDER BY q.priority DESC, q.run_at, q.id LIMIT 1), \
+     (SELECT COUNT(*) FROM jobs r WHERE r.status = 'running' AND r.concurrency_key = k.ck)";
 
 /// Where the next claim's walk over keys starts: after the last key looked at.
 #[derive(Debug, Default)]
@@ -131,27 +137,11 @@ async fn rooms<DB: Dialect>(
     after: &str,
     n: i64,
 ) -> Result<Vec<KeyRoom>, StoreError> {
-    let mut qb = QueryBuilder::<DB>::new(
-        "WITH RECURSIVE k (ck, n) AS (\
-         SELECT (SELECT MIN(concurrency_key) FROM jobs \
-           WHERE status = 'queued' AND concurrency_key IS NOT NULL AND concurrency_key > ",
-    );
-    DB::bind_text(&mut qb, after.to_owned());
-    qb.push(
-        "), 1 UNION ALL \
-         SELECT (SELECT MIN(j.concurrency_key) FROM jobs j \
-           WHERE j.status = 'queued' AND j.concurrency_key IS NOT NULL \
-             AND j.concurrency_key > k.ck), k.n + 1 \
-         FROM k WHERE k.ck IS NOT NULL AND k.n < ",
-    );
-    DB::bind_int(&mut qb, n);
-    qb.push(
-        ") SELECT k.ck, \
-           (SELECT q.concurrency_limit FROM jobs q WHERE q.status = 'queued' \
-              AND q.concurrency_key = k.ck ORDER BY q.priority DESC, q.run_at, q.id LIMIT 1), \
-           (SELECT COUNT(*) FROM jobs r WHERE r.status = 'running' AND r.concurrency_key = k.ck) \
-         FROM k WHERE k.ck IS NOT NULL",
-    );
+    let mut qb = QueryBuilder::<DB>::new("");
+    push_key_walk::<DB>(&mut qb, after, n);
+    qb.push(" SELECT k.ck, ")
+        .push(KEY_LIMIT_AND_RUNNING)
+        .push(" FROM k WHERE k.ck IS NOT NULL");
     let rows = DB::fetch(c, &mut qb, &[Col::Text, Col::Int, Col::Int]).await?;
     Ok(rows
         .into_iter()
@@ -162,6 +152,52 @@ async fn rooms<DB: Dialect>(
             Some(KeyRoom {
                 key,
                 room: limit - running,
+            })
+        })
+        .collect())
+}
+
+/// `WITH RECURSIVE k (ck, n)`: the next `n` keys after `after` with queued jobs, one
+/// index probe each (a loose scan).
+fn push_key_walk<DB: Dialect>(qb: &mut QueryBuilder<DB>, after: &str, n: i64) {
+    qb.push(
+        "WITH RECURSIVE k (ck, n) AS (\
+         SELECT (SELECT MIN(concurrency_key) FROM jobs \
+           WHERE status = 'queued' AND concurrency_key IS NOT NULL AND concurrency_key > ",
+    );
+    DB::bind_text(qb, after.to_owned());
+    qb.push(
+        "), 1 UNION ALL \
+         SELECT (SELECT MIN(j.concurrency_key) FROM jobs j \
+           WHERE j.status = 'queued' AND j.concurrency_key IS NOT NULL \
+             AND j.concurrency_key > k.ck), k.n + 1 \
+         FROM k WHERE k.ck IS NOT NULL AND k.n < ",
+    );
+    DB::bind_int(qb, n);
+    qb.push(")");
+}
+
+/// Up to `limit` keys after `after` with queued jobs: limit, running, queued.
+pub(crate) async fn key_states<DB: Dialect>(
+    c: &mut DB::Connection,
+    after: &str,
+    limit: u32,
+) -> Result<Vec<KeyState>, StoreError> {
+    let mut qb = QueryBuilder::<DB>::new("");
+    push_key_walk::<DB>(&mut qb, after, i64::from(limit.clamp(1, 1000)));
+    qb.push(" SELECT k.ck, ").push(KEY_LIMIT_AND_RUNNING).push(
+        ", (SELECT COUNT(*) FROM jobs w WHERE w.status = 'queued' AND w.concurrency_key = k.ck) \
+         FROM k WHERE k.ck IS NOT NULL ORDER BY k.ck",
+    );
+    let rows = DB::fetch(c, &mut qb, &[Col::Text, Col::Int, Col::Int, Col::Int]).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            Some(KeyState {
+                key: r[0].text()?,
+                limit: r[1].int().unwrap_or(1).clamp(1, i64::from(u32::MAX)) as u32,
+                running: r[2].int().unwrap_or(0).max(0) as u64,
+                queued: r[3].int().unwrap_or(0).max(0) as u64,
             })
         })
         .collect())

@@ -148,6 +148,13 @@ impl Store for MeteredStore {
     async fn live_counts(&self) -> Result<Vec<LiveCount>, StoreError> {
         seen(self.inner.live_counts().await)
     }
+    async fn concurrency_keys(
+        &self,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<kyu_actors::store::KeyState>, StoreError> {
+        seen(self.inner.concurrency_keys(after, limit).await)
+    }
     async fn set_queue_paused(&self, q: &str, paused: bool) -> Result<(), StoreError> {
         seen(self.inner.set_queue_paused(q, paused).await)
     }

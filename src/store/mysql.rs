@@ -725,6 +725,14 @@ impl Store for MySqlStore {
         live_counts_from_rows(rows)
     }
 
+    async fn concurrency_keys(
+        &self,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<kyu_actors::store::KeyState>, StoreError> {
+        let mut conn = self.pool.acquire().await.store_err()?;
+        flow::key_states::<MySql>(&mut conn, after.as_deref().unwrap_or(""), limit).await
+    }
     async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), StoreError> {
         let now = self.now().await?;
         sqlx::query(

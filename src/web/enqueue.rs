@@ -146,6 +146,9 @@ fn request(f: &EnqueueForm) -> Result<CreateJob, ApiError> {
         max_retries: number("max_retries", &f.max_retries)?,
         timeout_seconds: None,
         unique_key: None,
+        concurrency_key: None,
+        concurrency_limit: None,
+        tier: None,
     })
 }
 

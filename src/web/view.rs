@@ -132,6 +132,7 @@ pub(crate) struct JobCard {
     pub max_attempts: u32,
     pub timeout_seconds: f64,
     pub unique_key: Option<String>,
+    pub concurrency_key: Option<String>,
     /// The workflow the job belongs to (its page), and its key there.
     pub workflow: Option<(String, String)>,
     pub cancel_requested: bool,
@@ -178,6 +179,7 @@ impl JobCard {
             max_attempts: v.max_attempts,
             timeout_seconds: v.timeout_seconds,
             unique_key: v.unique_key,
+            concurrency_key: v.concurrency_key,
             workflow: v
                 .workflow_id
                 .map(|w| (w.to_string(), v.workflow_key.unwrap_or_default())),

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::clock::Clock;
 use crate::job::{Job, NewJob};
 use crate::priority::Priority;
-use crate::store::{Ack, ClaimParams, Outcome, Store};
+use crate::store::{Ack, ClaimParams, KeyState, Outcome, Store};
 use crate::testkit::TestStore;
 
 /// Stamps one `#[tokio::test]` per flow-control case (see `store_contract_tests!`).
@@ -100,8 +100,23 @@ pub async fn key_limit_bounds_running_jobs(ts: &TestStore) {
     assert_eq!(counts.get("user:2"), Some(&1), "{counts:?}");
     assert_eq!(counts.get(""), Some(&3), "{counts:?}");
     assert!(claim(&ts.store, 100).await.is_empty());
-    let claimed = ts.store.get(first[0].id).await.expect("get").expect("job");
-    assert!(claimed.concurrency_key.is_some() || first[0].concurrency_key.is_none());
+    let keys = ts.store.concurrency_keys(None, 10).await.expect("keys");
+    let state = |key: &str, limit: u32, running: u64, queued: u64| KeyState {
+        key: key.into(),
+        limit,
+        running,
+        queued,
+    };
+    assert_eq!(
+        keys,
+        vec![state("user:1", 2, 2, 3), state("user:2", 1, 1, 2)]
+    );
+    let after = ts
+        .store
+        .concurrency_keys(Some("user:1".into()), 10)
+        .await
+        .expect("keys");
+    assert_eq!(after, vec![state("user:2", 1, 1, 2)]);
 
     let one = first
         .iter()

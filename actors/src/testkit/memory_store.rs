@@ -510,6 +510,38 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn concurrency_keys(
+        &self,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<crate::store::KeyState>, StoreError> {
+        let st = self.lock();
+        let mut keys: BTreeMap<&str, crate::store::KeyState> = BTreeMap::new();
+        for j in st.jobs.values() {
+            let Some(k) = j.concurrency_key.as_deref() else {
+                continue;
+            };
+            if after.as_deref().is_some_and(|a| k <= a) {
+                continue;
+            }
+            let e = keys.entry(k).or_insert_with(|| crate::store::KeyState {
+                key: k.to_owned(),
+                limit: st.key_limits.get(k).copied().unwrap_or(1),
+                running: 0,
+                queued: 0,
+            });
+            match j.status {
+                JobStatus::Running => e.running += 1,
+                JobStatus::Queued => e.queued += 1,
+                _ => {}
+            }
+        }
+        Ok(keys
+            .into_values()
+            .filter(|k| k.queued > 0)
+            .take(limit as usize)
+            .collect())
+    }
     async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), StoreError> {
         self.lock().paused.insert(queue.to_owned(), paused);
         Ok(())
