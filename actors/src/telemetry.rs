@@ -21,6 +21,8 @@ pub const JOB_WAIT_SECONDS: &str = "kyu_job_wait_seconds";
 pub const QUEUE_JOBS: &str = "kyu_queue_jobs";
 pub const QUEUE_OLDEST_AGE: &str = "kyu_queue_oldest_job_age_seconds";
 pub const QUEUE_SAMPLE_SECONDS: &str = "kyu_queue_sample_duration_seconds";
+pub const KEYS_FULL: &str = "kyu_concurrency_keys_full";
+pub const JOBS_HELD_BY_KEY: &str = "kyu_concurrency_jobs_held";
 pub const WORKERS: &str = "kyu_workers";
 pub const WORKERS_TARGET: &str = "kyu_workers_target";
 pub const AUTOSCALER_CPU: &str = "kyu_autoscaler_cpu_ratio";
@@ -101,6 +103,14 @@ pub fn describe() {
         QUEUE_SAMPLE_SECONDS,
         Unit::Seconds,
         "How long the last sample of queue gauges took to read from the store."
+    );
+    describe_gauge!(
+        KEYS_FULL,
+        "Concurrency keys running as many jobs as their limit allows while more wait (sampled, first 1,000 keys)."
+    );
+    describe_gauge!(
+        JOBS_HELD_BY_KEY,
+        "Queued jobs held back by their concurrency key's limit (sampled, first 1,000 keys)."
     );
     describe_gauge!(
         WORKERS,

@@ -3,6 +3,7 @@
 //! answer JSON; every failure goes through [`error::ApiError`].
 
 pub mod auth;
+pub mod concurrency;
 mod cursor;
 pub mod error;
 mod group_commit;
@@ -170,6 +171,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/workflows/{id}", get(workflows::get))
         .route("/api/v1/workflows/{id}/cancel", post(workflows::cancel))
         .route("/api/v1/queues", get(queues::list))
+        .route("/api/v1/concurrency", get(concurrency::list))
         .route("/api/v1/queues/{name}/pause", post(queues::pause))
         .route("/api/v1/queues/{name}/resume", post(queues::resume))
         .route("/api/v1/workers", get(queues::workers))

@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::remote::{fetch, report};
-use super::{error, health, jobs, model, nodes, queues, workflows};
+use super::{concurrency, error, health, jobs, model, nodes, queues, workflows};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +16,7 @@ use super::{error, health, jobs, model, nodes, queues, workflows};
         jobs::create, jobs::create_batch, jobs::get, jobs::list, jobs::cancel, jobs::retry,
         workflows::create, workflows::list, workflows::get, workflows::cancel,
         queues::list, queues::pause, queues::resume, queues::workers, nodes::list,
+        concurrency::list,
         health::healthz, health::readyz,
         fetch::fetch, fetch::stop, report::heartbeat, report::complete, report::fail,
         report::snooze, report::release, report::acks,

@@ -12,7 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use kyu_actors::telemetry::{QUEUE_JOBS, QUEUE_OLDEST_AGE, QUEUE_SAMPLE_SECONDS};
+use kyu_actors::store::KeyState;
+use kyu_actors::telemetry::{
+    JOBS_HELD_BY_KEY, KEYS_FULL, QUEUE_JOBS, QUEUE_OLDEST_AGE, QUEUE_SAMPLE_SECONDS,
+};
 use kyu_actors::{JobStatus, LiveCount, Store};
 
 const LIVE: [JobStatus; 4] = [
@@ -35,6 +38,16 @@ pub fn spawn(store: Arc<dyn Store>, every: Duration) -> tokio::task::JoinHandle<
                 Ok(Err(e)) => tracing::warn!(error = %e, "queue metrics: sample failed"),
                 Err(_) => tracing::warn!("queue metrics: sample timed out"),
             }
+            match tokio::time::timeout(
+                every.max(Duration::from_secs(1)),
+                store.concurrency_keys(None, 1000),
+            )
+            .await
+            {
+                Ok(Ok(keys)) => publish_keys(&keys),
+                Ok(Err(e)) => tracing::warn!(error = %e, "concurrency metrics: sample failed"),
+                Err(_) => tracing::warn!("concurrency metrics: sample timed out"),
+            }
             let took = started.elapsed();
             metrics::gauge!(QUEUE_SAMPLE_SECONDS).set(took.as_secs_f64());
             // A count reads every live job: beside a backlog of a million it takes
@@ -44,6 +57,21 @@ pub fn spawn(store: Arc<dyn Store>, every: Duration) -> tokio::task::JoinHandle<
             tokio::time::sleep(every.max(took * 10).saturating_sub(took)).await;
         }
     })
+}
+
+/// Keys at their limit with jobs waiting, and the jobs those limits hold back.
+fn publish_keys(keys: &[KeyState]) {
+    let mut full = 0u64;
+    let mut held = 0u64;
+    for k in keys {
+        let free = u64::from(k.limit).saturating_sub(k.running);
+        if free == 0 && k.queued > 0 {
+            full += 1;
+        }
+        held += k.queued.saturating_sub(free);
+    }
+    metrics::gauge!(KEYS_FULL).set(full as f64);
+    metrics::gauge!(JOBS_HELD_BY_KEY).set(held as f64);
 }
 
 /// The queues published so far.
