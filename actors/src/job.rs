@@ -122,6 +122,9 @@ pub struct NewJob {
     pub owner: Option<String>,
     /// At most `limit` jobs with this key run at once, across every node and worker.
     pub concurrency: Option<ConcurrencyKey>,
+    /// Whose share of the queue the job counts against (see [`crate::fair_share`]);
+    /// `None`: its owner's.
+    pub tenant: Option<String>,
 }
 
 /// A job's concurrency key and the most jobs with that key that may run at once.
@@ -149,6 +152,7 @@ impl NewJob {
             unique_key: None,
             owner: None,
             concurrency: None,
+            tenant: None,
         }
     }
 
@@ -200,6 +204,20 @@ impl NewJob {
     pub fn owner(mut self, owner: impl Into<String>) -> Self {
         self.owner = Some(owner.into());
         self
+    }
+
+    /// Counts the job against `tenant`'s fair share instead of its owner's.
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = Some(tenant.into());
+        self
+    }
+
+    /// The tenant whose share the job counts against: its own, else its owner ("" for none).
+    pub fn share(&self) -> &str {
+        self.tenant
+            .as_deref()
+            .or(self.owner.as_deref())
+            .unwrap_or("")
     }
 
     /// At most `limit` (at least 1) jobs with `key` run at once, on all nodes together.

@@ -24,6 +24,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod fair_share;
 pub mod flow;
 pub mod handler;
 pub mod job;

@@ -492,6 +492,9 @@ pub fn validate_new_job(job: &NewJob) -> Result<(), StoreError> {
     if let Some(o) = &job.owner {
         name("owner", o, 255)?;
     }
+    if let Some(t) = &job.tenant {
+        name("tenant", t, 255)?;
+    }
     if let Some(c) = &job.concurrency {
         name("concurrency_key", &c.key, 255)?;
         if c.limit == 0 || c.limit > crate::flow::MAX_CONCURRENCY_LIMIT {

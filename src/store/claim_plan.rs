@@ -100,9 +100,9 @@ pub async fn fill_sqlite(pool: &SqlitePool, b: Backlog) -> Result<(), sqlx::Erro
     let sql = format!(
         "WITH RECURSIVE s(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM s WHERE x < {n}) \
          INSERT INTO jobs (id, queue, job_type, priority, payload, status, max_attempts, \
-           run_at, timeout_ms, created_at, updated_at) \
+           run_at, fair_at, timeout_ms, created_at, updated_at) \
          SELECT printf('%08x-0000-7000-8000-000000000000', x), 'default', 'noop', 1 + x % 3, '{{}}', \
-           'queued', 3, {run_at}, 60000, {now}, {now} FROM s",
+           'queued', 3, {run_at}, ({run_at}) * 1000, 60000, {now}, {now} FROM s",
         n = b.total(),
         run_at = b.run_at_sql(),
         now = b.now,
@@ -242,9 +242,9 @@ pub fn pg_jobs_accesses(plan: &serde_json::Value) -> Vec<PgJobsAccess> {
 pub async fn fill_postgres(pool: &PgPool, b: Backlog) -> Result<(), sqlx::Error> {
     let sql = format!(
         "INSERT INTO jobs (id, queue, job_type, priority, payload, status, max_attempts, \
-           run_at, timeout_ms, created_at, updated_at) \
+           run_at, fair_at, timeout_ms, created_at, updated_at) \
          SELECT lpad(to_hex(x), 8, '0') || '-0000-7000-8000-000000000000', 'default', 'noop', \
-           1 + x % 3, '{{}}', 'queued', 3, {run_at}, 60000, {now}, {now} \
+           1 + x % 3, '{{}}', 'queued', 3, {run_at}, ({run_at}) * 1000, 60000, {now}, {now} \
          FROM generate_series(1::bigint, {n}::bigint) AS s(x)",
         n = b.total(),
         run_at = b.run_at_sql(),
@@ -329,9 +329,9 @@ pub fn mysql_jobs_accesses(plan: &serde_json::Value) -> Vec<MySqlJobsAccess> {
 pub async fn fill_mysql(pool: &MySqlPool, b: Backlog) -> Result<(), sqlx::Error> {
     let sql = format!(
         "INSERT INTO jobs (id, queue, job_type, priority, payload, status, max_attempts, \
-           run_at, timeout_ms, created_at, updated_at, errors) \
+           run_at, fair_at, timeout_ms, created_at, updated_at, errors) \
          SELECT CONCAT(LPAD(LOWER(HEX(x)), 8, '0'), '-0000-7000-8000-000000000000'), 'default', \
-           'noop', 1 + x % 3, '{{}}', 'queued', 3, {run_at}, 60000, {now}, {now}, '[]' \
+           'noop', 1 + x % 3, '{{}}', 'queued', 3, {run_at}, ({run_at}) * 1000, 60000, {now}, {now}, '[]' \
          FROM (SELECT seq AS x FROM seq_1_to_{n}) s",
         n = b.total(),
         run_at = b.run_at_sql(),

@@ -24,7 +24,7 @@ const KEYS_PER_CLAIM: i64 = 64;
 /// A key's limit (its first queued job's) and its running jobs, for each `k.ck`.
 const KEY_LIMIT_AND_RUNNING: &str = "(SELECT q.concurrency_limit FROM jobs q \
      WHERE q.status = 'queued' AND q.concurrency_key = k.ck \
-     ORDER BY q.priority DESC, q.run_at, q.id LIMIT 1), \
+     ORDER BY q.priority DESC, q.fair_at, q.id LIMIT 1), \
      (SELECT COUNT(*) FROM jobs r WHERE r.status = 'running' AND r.concurrency_key = k.ck)";
 
 /// Where the next claim's walk over keys starts: after the last key looked at.
@@ -93,7 +93,7 @@ pub(crate) async fn pick<DB: Dialect>(
             qb.push(" UNION ALL ");
         }
         qb.push(
-            "SELECT * FROM (SELECT id, priority, run_at FROM jobs \
+            "SELECT * FROM (SELECT id, priority, fair_at FROM jobs \
              WHERE status = 'queued' AND concurrency_key = ",
         );
         DB::bind_text(&mut qb, k.key.clone());
@@ -104,11 +104,11 @@ pub(crate) async fn pick<DB: Dialect>(
         if let Some(queues) = &p.queues {
             push_in::<DB>(&mut qb, " AND queue IN ", queues);
         }
-        qb.push(" ORDER BY priority DESC, run_at, id LIMIT ");
+        qb.push(" ORDER BY priority DESC, fair_at, id LIMIT ");
         DB::bind_int(&mut qb, k.room.min(limit));
         qb.push(format!(") k{i}"));
     }
-    qb.push(") u ORDER BY priority DESC, run_at, id LIMIT ");
+    qb.push(") u ORDER BY priority DESC, fair_at, id LIMIT ");
     DB::bind_int(&mut qb, limit);
     let ids: Vec<String> = fetch_text::<DB>(c, &mut qb, 1)
         .await?

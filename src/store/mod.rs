@@ -63,6 +63,8 @@ pub struct StoreOptions {
     pub clock: Option<SharedClock>,
     /// Apply migrations on open.
     pub migrate: bool,
+    /// Where new jobs stand in line per tenant (`kyu_fair_share_*`).
+    pub fair_share: kyu_actors::fair_share::FairShare,
 }
 
 impl Default for StoreOptions {
@@ -71,6 +73,7 @@ impl Default for StoreOptions {
             max_connections: 10,
             clock: None,
             migrate: true,
+            fair_share: Default::default(),
         }
     }
 }
@@ -82,14 +85,18 @@ pub async fn open(url: &str, opts: StoreOptions) -> Result<Arc<dyn Store>, Store
             let clock = opts
                 .clock
                 .unwrap_or_else(|| Arc::new(kyu_actors::SystemClock));
-            let s = SqliteStore::connect(url, clock).await?;
+            let s = SqliteStore::connect(url, clock)
+                .await?
+                .with_fair_share(opts.fair_share);
             if opts.migrate {
                 s.migrate().await?;
             }
             Arc::new(s)
         }
         Backend::Postgres => {
-            let s = PgStore::connect(url, opts.max_connections, opts.clock).await?;
+            let s = PgStore::connect(url, opts.max_connections, opts.clock)
+                .await?
+                .with_fair_share(opts.fair_share);
             if opts.migrate {
                 s.migrate().await?;
             }
@@ -97,7 +104,9 @@ pub async fn open(url: &str, opts: StoreOptions) -> Result<Arc<dyn Store>, Store
         }
         Backend::MySql => {
             let url = url.replacen("mariadb://", "mysql://", 1);
-            let s = MySqlStore::connect(&url, opts.max_connections, opts.clock).await?;
+            let s = MySqlStore::connect(&url, opts.max_connections, opts.clock)
+                .await?
+                .with_fair_share(opts.fair_share);
             if opts.migrate {
                 s.migrate().await?;
             }

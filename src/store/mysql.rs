@@ -42,6 +42,7 @@ use super::workflow::{insert, read, settle};
 use super::write::{
     AckWrite, InsertRow, duration_ms, insert_rows, lease_expired_error, node_dead_error,
 };
+use kyu_actors::fair_share::{FairClocks, FairShare};
 
 /// The database clock in epoch ms.
 const SQL_NOW: &str = "SELECT CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS SIGNED)";
@@ -58,9 +59,17 @@ pub struct MySqlStore {
     db_clock: Arc<DbClock>,
     /// Where the keyed part of the next claim starts walking keys.
     key_cursor: Arc<KeyCursor>,
+    /// Tenants' fair clocks: where new jobs stand in line.
+    fair: Arc<FairClocks>,
 }
 
 impl MySqlStore {
+    /// Places new jobs by these fair-share settings (default: 1,000 jobs/s a tenant).
+    pub fn with_fair_share(mut self, config: FairShare) -> Self {
+        self.fair = Arc::new(FairClocks::new(config));
+        self
+    }
+
     pub async fn connect(
         url: &str,
         max_connections: u32,
@@ -86,6 +95,7 @@ impl MySqlStore {
             clock,
             db_clock: Arc::default(),
             key_cursor: Arc::default(),
+            fair: Arc::default(),
         })
     }
 
@@ -158,8 +168,9 @@ impl MySqlStore {
         .await
         .store_err()?;
         if !due.is_empty() {
-            let mut qb =
-                QueryBuilder::<MySql>::new("UPDATE jobs SET status = 'queued', updated_at = ");
+            let mut qb = QueryBuilder::<MySql>::new(
+                "UPDATE jobs SET status = 'queued', fair_at = run_at * 1000, updated_at = ",
+            );
             qb.push_bind(now)
                 .push(" WHERE status = 'scheduled' AND id IN ");
             push_id_list(&mut qb, &due);
@@ -183,7 +194,7 @@ impl MySqlStore {
         // a locking range read, so a type with nothing queued costs no lock (each range
         // read locks the index entry after it: a running job's, which its ack rewrites).
         let mut qb = QueryBuilder::<MySql>::new(
-            "SELECT job_type, MIN(run_at) FROM jobs FORCE INDEX (jobs_aged) \
+            "SELECT job_type, MIN(fair_at) FROM jobs FORCE INDEX (jobs_aged) \
              WHERE status = 'queued' AND concurrency_key IS NULL AND job_type IN ",
         );
         push_id_list(&mut qb, &p.types);
@@ -348,21 +359,21 @@ pub(crate) fn push_claim_branches(
     limit: i64,
 ) {
     let (index, order) = match band {
-        ClaimBand::Aged(_) => ("jobs_aged", "run_at, id"),
-        ClaimBand::Fresh(_) => ("jobs_claim", "priority DESC, run_at, id"),
+        ClaimBand::Aged(_) => ("jobs_aged", "fair_at, id"),
+        ClaimBand::Fresh(_) => ("jobs_claim", "priority DESC, fair_at, id"),
     };
     for (i, t) in types.iter().enumerate() {
         if i > 0 {
             qb.push(" UNION ALL ");
         }
-        qb.push("(SELECT id, priority, run_at FROM jobs FORCE INDEX (")
+        qb.push("(SELECT id, priority, fair_at FROM jobs FORCE INDEX (")
             .push(index)
             .push(") WHERE status = 'queued' AND job_type = ")
             .push_bind(t.clone())
             .push(" AND concurrency_key IS NULL");
         match band {
-            ClaimBand::Aged(cutoff) => qb.push(" AND run_at <= ").push_bind(cutoff),
-            ClaimBand::Fresh(cutoff) => qb.push(" AND run_at > ").push_bind(cutoff),
+            ClaimBand::Aged(cutoff) => qb.push(" AND fair_at <= ").push_bind(cutoff),
+            ClaimBand::Fresh(cutoff) => qb.push(" AND fair_at > ").push_bind(cutoff),
         };
         if !paused.is_empty() {
             qb.push(" AND queue NOT IN ");
@@ -400,7 +411,7 @@ impl Store for MySqlStore {
 
     async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
         let now = self.now().await?;
-        let rows = insert_rows(&jobs, now)?;
+        let rows = insert_rows(&jobs, now, &self.fair)?;
         let mut out: Vec<Option<Enqueued>> = vec![None; rows.len()];
         let mut tx = self.pool.begin().await.store_err()?;
 
@@ -412,7 +423,7 @@ impl Store for MySqlStore {
         for chunk in plain.chunks(INSERT_CHUNK) {
             let mut qb = QueryBuilder::<MySql>::new(
                 "INSERT INTO jobs (id, queue, job_type, provider, priority, payload, status, \
-                 max_attempts, run_at, timeout_ms, unique_key, owner, concurrency_key, concurrency_limit, created_at, updated_at, errors) ",
+                 max_attempts, run_at, timeout_ms, unique_key, owner, concurrency_key, concurrency_limit, fair_at, created_at, updated_at, errors) ",
             );
             qb.push_values(chunk, |mut b, (_, r)| {
                 b.push_bind(r.id.clone())
@@ -429,6 +440,7 @@ impl Store for MySqlStore {
                     .push_bind(r.owner.clone())
                     .push_bind(r.concurrency_key.clone())
                     .push_bind(r.concurrency_limit)
+                    .push_bind(r.fair_at)
                     .push_bind(r.now)
                     .push_bind(r.now)
                     .push("'[]'");
@@ -608,7 +620,7 @@ impl Store for MySqlStore {
             });
         }
         sqlx::query(
-            "UPDATE jobs SET status = 'queued', run_at = ?, finished_at = NULL, \
+            "UPDATE jobs SET status = 'queued', run_at = ?, fair_at = run_at * 1000, finished_at = NULL, \
              cancel_requested = FALSE, max_attempts = GREATEST(max_attempts, attempts + 1), \
              updated_at = ? WHERE id = ?",
         )
@@ -1059,8 +1071,8 @@ async fn insert_keyed(tx: &mut Tx, r: &InsertRow, id: Uuid) -> Result<Enqueued, 
     for _ in 0..5 {
         let res = sqlx::query(
             "INSERT INTO jobs (id, queue, job_type, provider, priority, payload, status, \
-             max_attempts, run_at, timeout_ms, unique_key, owner, concurrency_key, concurrency_limit, created_at, updated_at, errors) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '[]')",
+             max_attempts, run_at, timeout_ms, unique_key, owner, concurrency_key, concurrency_limit, fair_at, created_at, updated_at, errors) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '[]')",
         )
         .bind(&r.id)
         .bind(&r.queue)
@@ -1076,6 +1088,7 @@ async fn insert_keyed(tx: &mut Tx, r: &InsertRow, id: Uuid) -> Result<Enqueued, 
         .bind(&r.owner)
         .bind(&r.concurrency_key)
         .bind(r.concurrency_limit)
+        .bind(r.fair_at)
         .bind(r.now)
         .bind(r.now)
         .execute(&mut **tx)

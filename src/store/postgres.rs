@@ -45,6 +45,7 @@ use super::workflow::{insert, read, settle};
 use super::write::{
     AckWrite, InsertRow, duration_ms, insert_rows, lease_expired_error, node_dead_error,
 };
+use kyu_actors::fair_share::{FairClocks, FairShare};
 
 /// The database clock in epoch ms.
 const SQL_NOW: &str = "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint";
@@ -78,9 +79,17 @@ pub struct PgStore {
     db_clock: Arc<DbClock>,
     /// Where the keyed part of the next claim starts walking keys.
     key_cursor: Arc<KeyCursor>,
+    /// Tenants' fair clocks: where new jobs stand in line.
+    fair: Arc<FairClocks>,
 }
 
 impl PgStore {
+    /// Places new jobs by these fair-share settings (default: 1,000 jobs/s a tenant).
+    pub fn with_fair_share(mut self, config: FairShare) -> Self {
+        self.fair = Arc::new(FairClocks::new(config));
+        self
+    }
+
     /// Connects; `clock` replaces the database clock (tests only).
     pub async fn connect(
         url: &str,
@@ -124,6 +133,7 @@ impl PgStore {
             clock,
             db_clock: Arc::default(),
             key_cursor: Arc::default(),
+            fair: Arc::default(),
         })
     }
 
@@ -309,25 +319,25 @@ pub const ACK_SQL: &str = "UPDATE jobs AS j SET status = u.status, result = COAL
 const KEYED_CLAIM_LOCK: i64 = 0x6b79_755f_636b;
 
 pub const CLAIM_SQL: &str = concat!(
-    "WITH aged AS (SELECT a.id, a.run_at FROM unnest($6::text[]) AS t(job_type) \
-       CROSS JOIN LATERAL (SELECT id, run_at FROM jobs \
+    "WITH aged AS (SELECT a.id, a.fair_at FROM unnest($6::text[]) AS t(job_type) \
+       CROSS JOIN LATERAL (SELECT id, fair_at FROM jobs \
          WHERE status = 'queued' AND concurrency_key IS NULL AND jobs.job_type = t.job_type \
-           AND run_at <= $5 \
+           AND fair_at <= $5 \
            AND ($7::text[] IS NULL OR queue = ANY($7)) \
            AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = jobs.queue AND q.paused) \
-         ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) a), \
+         ORDER BY fair_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) a), \
      room AS (SELECT GREATEST(0, $4 - count(*)) AS n FROM aged), \
-     fresh AS (SELECT f.id, f.priority, f.run_at FROM unnest($6::text[]) AS t(job_type) \
-       CROSS JOIN LATERAL (SELECT id, priority, run_at FROM jobs \
+     fresh AS (SELECT f.id, f.priority, f.fair_at FROM unnest($6::text[]) AS t(job_type) \
+       CROSS JOIN LATERAL (SELECT id, priority, fair_at FROM jobs \
          WHERE status = 'queued' AND concurrency_key IS NULL AND jobs.job_type = t.job_type \
-           AND run_at > $5 \
+           AND fair_at > $5 \
            AND ($7::text[] IS NULL OR queue = ANY($7)) \
            AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = jobs.queue AND q.paused) \
-         ORDER BY priority DESC, run_at, id LIMIT (SELECT n FROM room) FOR UPDATE SKIP LOCKED) f), \
+         ORDER BY priority DESC, fair_at, id LIMIT (SELECT n FROM room) FOR UPDATE SKIP LOCKED) f), \
      picked AS (SELECT id AS picked_id FROM \
-       (SELECT id, 0 AS band, 0 AS prio, run_at FROM aged \
-        UNION ALL SELECT id, 1, priority, run_at FROM fresh) u \
-       ORDER BY band, prio DESC, run_at, id LIMIT $4) \
+       (SELECT id, 0 AS band, 0 AS prio, fair_at FROM aged \
+        UNION ALL SELECT id, 1, priority, fair_at FROM fresh) u \
+       ORDER BY band, prio DESC, fair_at, id LIMIT $4) \
      UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = 0, \
        lease_owner = $2, lease_expires_at = $3, started_at = $1, updated_at = $1 \
      FROM picked WHERE jobs.id = picked.picked_id RETURNING ",
@@ -342,7 +352,7 @@ impl Store for PgStore {
 
     async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
         let now = self.now().await?;
-        let rows = insert_rows(&jobs, now)?;
+        let rows = insert_rows(&jobs, now, &self.fair)?;
         if let [r] = rows.as_slice()
             && r.unique_key.is_none()
         {
@@ -418,7 +428,8 @@ impl Store for PgStore {
         let keyed_waiting: bool = sqlx::query_scalar(
             "WITH due AS (SELECT id FROM jobs WHERE status = 'scheduled' AND run_at <= $1 \
                ORDER BY run_at LIMIT 1000 FOR UPDATE SKIP LOCKED), \
-             promoted AS (UPDATE jobs SET status = 'queued', updated_at = $1 FROM due \
+             promoted AS (UPDATE jobs SET status = 'queued', fair_at = jobs.run_at * 1000, \
+               updated_at = $1 FROM due \
                WHERE jobs.id = due.id RETURNING jobs.concurrency_key) \
              SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'queued' \
                AND concurrency_key IS NOT NULL) \
@@ -624,7 +635,7 @@ impl Store for PgStore {
             });
         }
         sqlx::query(
-            "UPDATE jobs SET status = 'queued', run_at = $1, finished_at = NULL, \
+            "UPDATE jobs SET status = 'queued', run_at = $1, fair_at = $1 * 1000, finished_at = NULL, \
              cancel_requested = FALSE, max_attempts = GREATEST(max_attempts, attempts + 1), \
              updated_at = $1 WHERE id = $2",
         )
@@ -1035,8 +1046,8 @@ async fn insert_keyed(
     for _ in 0..5 {
         let inserted: Option<String> = sqlx::query_scalar(
             "INSERT INTO jobs (id, queue, job_type, provider, priority, payload, status, \
-             max_attempts, run_at, timeout_ms, unique_key, owner, concurrency_key, concurrency_limit, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) \
+             max_attempts, run_at, timeout_ms, unique_key, owner, concurrency_key, concurrency_limit, fair_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) \
              ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL \
              AND status IN ('queued', 'scheduled', 'running') DO NOTHING RETURNING id",
         )
@@ -1054,6 +1065,7 @@ async fn insert_keyed(
         .bind(&r.owner)
         .bind(&r.concurrency_key)
         .bind(r.concurrency_limit)
+        .bind(r.fair_at)
         .bind(r.now)
         .fetch_optional(&mut **tx)
         .await
@@ -1091,7 +1103,7 @@ where
 {
     let mut qb = QueryBuilder::<Postgres>::new(
         "INSERT INTO jobs (id, queue, job_type, provider, priority, payload, status, \
-         max_attempts, run_at, timeout_ms, unique_key, owner, concurrency_key, concurrency_limit, created_at, updated_at) ",
+         max_attempts, run_at, timeout_ms, unique_key, owner, concurrency_key, concurrency_limit, fair_at, created_at, updated_at) ",
     );
     qb.push_values(rows, |mut b, (_, r)| {
         b.push_bind(r.id.clone())
@@ -1108,6 +1120,7 @@ where
             .push_bind(r.owner.clone())
             .push_bind(r.concurrency_key.clone())
             .push_bind(r.concurrency_limit)
+            .push_bind(r.fair_at)
             .push_bind(r.now)
             .push_bind(r.now);
     });

@@ -16,7 +16,7 @@ macro_rules! job_columns {
         "id, queue, job_type, provider, priority, payload, status, progress, result, errors, \
          attempts, max_attempts, run_at, timeout_ms, unique_key, owner, lease_owner, \
          lease_expires_at, cancel_requested, created_at, started_at, finished_at, updated_at, \
-         workflow_id, workflow_key, concurrency_key"
+         workflow_id, workflow_key, concurrency_key, fair_at"
     };
 }
 pub(crate) use job_columns;
@@ -51,6 +51,8 @@ pub struct JobRow {
     pub workflow_id: Option<String>,
     pub workflow_key: Option<String>,
     pub concurrency_key: Option<String>,
+    /// Place in line among its priority (epoch µs), see `kyu_actors::fair_share`.
+    pub fair_at: i64,
 }
 
 fn corrupt(field: &str, e: impl std::fmt::Display) -> StoreError {
@@ -104,11 +106,12 @@ impl TryFrom<JobRow> for Job {
     }
 }
 
-/// Puts claim candidates in claim order — aged (due at or before `aged_cutoff`, epoch
-/// ms) first by run_at, then priority desc, run_at, id — and keeps the first `limit`.
+/// Puts claim candidates in claim order — aged (fair time at or before `aged_cutoff`,
+/// epoch µs) first by fair time, then priority desc, fair time, id — and keeps the
+/// first `limit`.
 pub fn claim_order(mut rows: Vec<JobRow>, aged_cutoff: i64, limit: u32) -> Vec<JobRow> {
     rows.sort_by(|a, b| {
-        let aged = |r: &JobRow| r.run_at <= aged_cutoff;
+        let aged = |r: &JobRow| r.fair_at <= aged_cutoff;
         aged(b)
             .cmp(&aged(a))
             .then_with(|| {
@@ -118,7 +121,7 @@ pub fn claim_order(mut rows: Vec<JobRow>, aged_cutoff: i64, limit: u32) -> Vec<J
                     b.priority.cmp(&a.priority)
                 }
             })
-            .then(a.run_at.cmp(&b.run_at))
+            .then(a.fair_at.cmp(&b.fair_at))
             .then(a.id.cmp(&b.id))
     });
     rows.dedup_by(|a, b| a.id == b.id);
@@ -137,10 +140,12 @@ pub fn into_jobs_in_claim_order(
         .collect()
 }
 
-/// The epoch-ms cutoff for aged jobs (`i64::MIN`: none are aged).
+/// The fair-time cutoff (epoch µs) for aged jobs, given `now` in epoch ms (`i64::MIN`:
+/// none are aged).
 pub fn aged_cutoff(now: i64, aged_before: Option<std::time::Duration>) -> i64 {
     aged_before.map_or(i64::MIN, |d| {
         now.saturating_sub(super::write::duration_ms(d))
+            .saturating_mul(1000)
     })
 }
 

@@ -47,6 +47,7 @@ use super::workflow::{insert, read, settle};
 use super::write::{
     AckWrite, InsertRow, duration_ms, insert_rows, lease_expired_error, node_dead_error,
 };
+use kyu_actors::fair_share::{FairClocks, FairShare};
 
 /// The `jobs` columns as a JSON array element, in [`JobRow`] order (booleans as JSON).
 macro_rules! sqlite_json_columns {
@@ -54,7 +55,7 @@ macro_rules! sqlite_json_columns {
         "id, queue, job_type, provider, priority, payload, status, progress, result, errors, \
          attempts, max_attempts, run_at, timeout_ms, unique_key, owner, lease_owner, \
          lease_expires_at, json(CASE WHEN cancel_requested THEN 'true' ELSE 'false' END), \
-         created_at, started_at, finished_at, updated_at, workflow_id, workflow_key, concurrency_key"
+         created_at, started_at, finished_at, updated_at, workflow_id, workflow_key, concurrency_key, fair_at"
     };
 }
 
@@ -76,9 +77,17 @@ pub struct SqliteStore {
     clock: SharedClock,
     /// Where the keyed part of the next claim starts walking keys.
     key_cursor: Arc<KeyCursor>,
+    /// Tenants' fair clocks: where new jobs stand in line.
+    fair: Arc<FairClocks>,
 }
 
 impl SqliteStore {
+    /// Places new jobs by these fair-share settings (default: 1,000 jobs/s a tenant).
+    pub fn with_fair_share(mut self, config: FairShare) -> Self {
+        self.fair = Arc::new(FairClocks::new(config));
+        self
+    }
+
     /// Opens (creating if missing) the database at `url`, e.g. `sqlite://kyu.db`.
     pub async fn connect(url: &str, clock: SharedClock) -> Result<Self, StoreError> {
         let opts = SqliteConnectOptions::from_str(url)
@@ -109,6 +118,7 @@ impl SqliteStore {
             durable,
             clock,
             key_cursor: Arc::default(),
+            fair: Arc::default(),
         })
     }
 
@@ -210,32 +220,32 @@ pub(crate) fn push_claim_pick(
             qb.push(" UNION ALL ");
         }
         qb.push(
-            "SELECT * FROM (SELECT id, run_at FROM jobs INDEXED BY jobs_queued_age \
+            "SELECT * FROM (SELECT id, fair_at FROM jobs INDEXED BY jobs_queued_age \
              WHERE status = 'queued' AND concurrency_key IS NULL AND job_type = ",
         )
         .push_bind(t.clone())
-        .push(" AND run_at <= ")
+        .push(" AND fair_at <= ")
         .push_bind(cutoff);
         filters(qb);
-        qb.push(" ORDER BY run_at, id LIMIT ")
+        qb.push(" ORDER BY fair_at, id LIMIT ")
             .push_bind(limit)
             .push(")");
     }
     qb.push("), room AS MATERIALIZED (SELECT max(0, ")
         .push_bind(limit)
-        .push(" - count(*)) AS n FROM aged), picked AS (SELECT id FROM (SELECT id, 0 AS band, 0 AS prio, run_at FROM aged");
+        .push(" - count(*)) AS n FROM aged), picked AS (SELECT id FROM (SELECT id, 0 AS band, 0 AS prio, fair_at FROM aged");
     for t in &p.types {
         qb.push(
-            " UNION ALL SELECT * FROM (SELECT id, 1, priority, run_at FROM jobs INDEXED BY jobs_claim \
+            " UNION ALL SELECT * FROM (SELECT id, 1, priority, fair_at FROM jobs INDEXED BY jobs_claim \
              WHERE status = 'queued' AND concurrency_key IS NULL AND job_type = ",
         )
         .push_bind(t.clone())
-        .push(" AND run_at > ")
+        .push(" AND fair_at > ")
         .push_bind(cutoff);
         filters(qb);
-        qb.push(" ORDER BY priority DESC, run_at, id LIMIT (SELECT n FROM room))");
+        qb.push(" ORDER BY priority DESC, fair_at, id LIMIT (SELECT n FROM room))");
     }
-    qb.push(") ORDER BY band, prio DESC, run_at, id LIMIT ")
+    qb.push(") ORDER BY band, prio DESC, fair_at, id LIMIT ")
         .push_bind(limit)
         .push(concat!(
             ") SELECT json_group_array(json_array(",
@@ -294,7 +304,7 @@ impl Store for SqliteStore {
 
     async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
         let now = self.now();
-        let rows = insert_rows(&jobs, now)?;
+        let rows = insert_rows(&jobs, now, &self.fair)?;
         let mut out: Vec<Option<Enqueued>> = vec![None; rows.len()];
         let (_turn, mut tx) = self.begin_durable().await?;
 
@@ -306,7 +316,7 @@ impl Store for SqliteStore {
         for chunk in plain.chunks(INSERT_CHUNK) {
             let mut qb = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO jobs (id, queue, job_type, provider, priority, payload, status, \
-                 max_attempts, run_at, timeout_ms, unique_key, owner, concurrency_key, concurrency_limit, created_at, updated_at) ",
+                 max_attempts, run_at, timeout_ms, unique_key, owner, concurrency_key, concurrency_limit, fair_at, created_at, updated_at) ",
             );
             qb.push_values(chunk, |mut b, (_, r)| {
                 b.push_bind(r.id.clone())
@@ -323,6 +333,7 @@ impl Store for SqliteStore {
                     .push_bind(r.owner.clone())
                     .push_bind(r.concurrency_key.clone())
                     .push_bind(r.concurrency_limit)
+                    .push_bind(r.fair_at)
                     .push_bind(r.now)
                     .push_bind(r.now);
             });
@@ -380,7 +391,7 @@ impl Store for SqliteStore {
         // At most 1,000 due jobs per claim, as on the other backends: a million coming
         // due at once must not hold the writer lock for one huge UPDATE.
         sqlx::query(
-            "UPDATE jobs SET status = 'queued', updated_at = $1 \
+            "UPDATE jobs SET status = 'queued', fair_at = run_at * 1000, updated_at = $1 \
              WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_scheduled \
                WHERE status = 'scheduled' AND run_at <= $1 ORDER BY run_at LIMIT 1000)",
         )
@@ -663,7 +674,7 @@ impl Store for SqliteStore {
             });
         }
         sqlx::query(
-            "UPDATE jobs SET status = 'queued', run_at = $1, finished_at = NULL, \
+            "UPDATE jobs SET status = 'queued', run_at = $1, fair_at = $1 * 1000, finished_at = NULL, \
              cancel_requested = 0, max_attempts = MAX(max_attempts, attempts + 1), updated_at = $1 \
              WHERE id = $2",
         )
@@ -1066,8 +1077,8 @@ async fn insert_keyed(
 ) -> Result<Enqueued, StoreError> {
     let inserted: Option<String> = sqlx::query_scalar(
         "INSERT INTO jobs (id, queue, job_type, provider, priority, payload, status, \
-         max_attempts, run_at, timeout_ms, unique_key, owner, concurrency_key, concurrency_limit, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) \
+         max_attempts, run_at, timeout_ms, unique_key, owner, concurrency_key, concurrency_limit, fair_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) \
          ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL \
          AND status IN ('queued', 'scheduled', 'running') DO NOTHING RETURNING id",
     )
@@ -1085,6 +1096,7 @@ async fn insert_keyed(
     .bind(&r.owner)
     .bind(&r.concurrency_key)
     .bind(r.concurrency_limit)
+        .bind(r.fair_at)
     .bind(r.now)
     .fetch_optional(&mut **tx)
     .await

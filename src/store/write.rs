@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use kyu_actors::clock::to_millis;
+use kyu_actors::fair_share::FairClocks;
 use kyu_actors::store::validate_new_job;
 use kyu_actors::{JobStatus, NewJob, Outcome, StoreError};
 
@@ -24,6 +25,9 @@ pub struct InsertRow {
     pub owner: Option<String>,
     pub concurrency_key: Option<String>,
     pub concurrency_limit: Option<i64>,
+    /// Where the job stands in line among jobs of its priority (epoch µs; see
+    /// `kyu_actors::fair_share`): its due time unless its tenant's share moves it.
+    pub fair_at: i64,
     pub now: i64,
 }
 
@@ -50,14 +54,32 @@ impl InsertRow {
             owner: job.owner.clone(),
             concurrency_key: job.concurrency.as_ref().map(|c| c.key.clone()),
             concurrency_limit: job.concurrency.as_ref().map(|c| i64::from(c.limit)),
+            fair_at: run_at.max(0).saturating_mul(1000),
             now,
         })
     }
 }
 
-/// Validates and resolves a batch.
-pub fn insert_rows(jobs: &[NewJob], now: i64) -> Result<Vec<InsertRow>, StoreError> {
-    jobs.iter().map(|j| InsertRow::new(j, now)).collect()
+/// Validates and resolves a batch; each job's fair time comes from its tenant's clock.
+pub fn insert_rows(
+    jobs: &[NewJob],
+    now: i64,
+    fair: &FairClocks,
+) -> Result<Vec<InsertRow>, StoreError> {
+    let mut rows: Vec<InsertRow> = jobs
+        .iter()
+        .map(|j| InsertRow::new(j, now))
+        .collect::<Result<_, _>>()?;
+    let due: Vec<(&str, i64)> = jobs
+        .iter()
+        .zip(&rows)
+        .map(|(j, r)| (j.share(), r.fair_at))
+        .collect();
+    let at = fair.assign(&due, now.saturating_mul(1000));
+    for (r, t) in rows.iter_mut().zip(at) {
+        r.fair_at = t;
+    }
+    Ok(rows)
 }
 
 /// What one ack sets on a running job (fenced by the caller's WHERE clause).

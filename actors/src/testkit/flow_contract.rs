@@ -25,7 +25,8 @@ macro_rules! flow_contract_tests {
         $crate::flow_contract_tests!(@cases $factory;
             key_limit_bounds_running_jobs, key_at_limit_holds_up_nothing_else,
             keys_rotate_past_the_per_claim_bound, every_exit_from_running_frees_a_slot,
-            concurrent_claimers_respect_key_limit);
+            concurrent_claimers_respect_key_limit, a_tenants_burst_does_not_hold_up_another,
+            priority_beats_fair_share);
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
         $(
@@ -278,4 +279,51 @@ pub async fn concurrent_claimers_respect_key_limit(ts: &TestStore) {
         total += t.await.expect("claimer");
     }
     assert_eq!(total, 60);
+}
+
+fn owned(owner: &str, i: usize) -> NewJob {
+    NewJob::new("noop", json!({ "i": i })).owner(owner)
+}
+
+/// Tenant A's 3,000 jobs, then tenant B's 5, all at the same instant and priority: the
+/// first claim of 20 takes all of B's, between A's first ones; A's own order holds.
+pub async fn a_tenants_burst_does_not_hold_up_another(ts: &TestStore) {
+    let burst: Vec<NewJob> = (0..3000).map(|i| owned("a", i)).collect();
+    let a_ids: Vec<_> = burst.iter().map(|j| j.id).collect();
+    ts.store.enqueue_many(burst).await.expect("enqueue");
+    let b: Vec<NewJob> = (0..5).map(|i| owned("b", i)).collect();
+    ts.store.enqueue_many(b).await.expect("enqueue");
+
+    let got = claim(&ts.store, 20).await;
+    let of = |o: &str| got.iter().filter(|j| j.owner.as_deref() == Some(o)).count();
+    assert_eq!(of("b"), 5, "all of b's jobs in the first claim");
+    assert_eq!(of("a"), 15);
+    let a_got: Vec<_> = got
+        .iter()
+        .filter(|j| j.owner.as_deref() == Some("a"))
+        .map(|j| j.id)
+        .collect();
+    let mut sorted = a_got.clone();
+    sorted.sort_by_key(|id| a_ids.iter().position(|a| a == id));
+    assert_eq!(a_got.len(), 15);
+    assert_eq!(
+        sorted,
+        a_ids[..15].to_vec(),
+        "a's first 15, in its own order"
+    );
+}
+
+/// Fair share orders jobs of one priority only: a later tenant's low-priority jobs
+/// still wait for another's higher-priority burst.
+pub async fn priority_beats_fair_share(ts: &TestStore) {
+    let high = Priority::new(8).expect("priority");
+    let low = Priority::new(2).expect("priority");
+    let burst: Vec<NewJob> = (0..500).map(|i| owned("a", i).priority(high)).collect();
+    ts.store.enqueue_many(burst).await.expect("enqueue");
+    ts.store
+        .enqueue_many((0..5).map(|i| owned("b", i).priority(low)).collect())
+        .await
+        .expect("enqueue");
+    let got = claim(&ts.store, 100).await;
+    assert!(got.iter().all(|j| j.owner.as_deref() == Some("a")));
 }

@@ -19,6 +19,11 @@ use crate::store::{
     validate_new_job,
 };
 
+/// Epoch microseconds.
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
 #[derive(Default)]
 struct State {
     jobs: BTreeMap<Uuid, Job>,
@@ -31,6 +36,9 @@ struct State {
     cron: HashMap<String, DateTime<Utc>>,
     /// Concurrency key → the limit its latest job carried.
     key_limits: HashMap<String, u32>,
+    /// Each job's fair time (epoch µs), see [`crate::fair_share`].
+    fair_at: HashMap<Uuid, i64>,
+    fair: crate::fair_share::FairClocks,
 }
 
 impl State {
@@ -55,6 +63,10 @@ impl State {
                 continue;
             }
             let run_at = n.run_at.resolve(now);
+            let at = self
+                .fair
+                .assign(&[(n.share(), micros(run_at))], micros(now));
+            self.fair_at.insert(n.id, at[0]);
             if let Some(c) = &n.concurrency {
                 self.key_limits.insert(c.key.clone(), c.limit);
             }
@@ -201,10 +213,12 @@ impl Store for MemoryStore {
     async fn claim(&self, p: &ClaimParams) -> Result<Vec<Job>, StoreError> {
         let now = self.clock.now();
         let mut st = self.lock();
+        let st = &mut *st;
         for j in st.jobs.values_mut() {
             if j.status == JobStatus::Scheduled && j.run_at <= now {
                 j.status = JobStatus::Queued;
                 j.updated_at = now;
+                st.fair_at.insert(j.id, micros(j.run_at));
             }
         }
         let paused: HashSet<String> = st
@@ -223,13 +237,20 @@ impl Store for MemoryStore {
                     && p.queues.as_ref().is_none_or(|q| q.contains(&j.queue))
             })
             .collect();
-        let aged = p.aged_before.map(|d| now - chrono_d(d));
+        let aged = p.aged_before.map(|d| micros(now - chrono_d(d)));
+        let fair = |j: &Job| st.fair_at.get(&j.id).copied().unwrap_or(micros(j.run_at));
         ready.sort_by(|a, b| {
-            let old = |j: &Job| aged.is_some_and(|t| j.run_at <= t);
+            let old = |j: &Job| aged.is_some_and(|t| fair(j) <= t);
             old(b)
                 .cmp(&old(a))
-                .then(b.priority.cmp(&a.priority))
-                .then(a.run_at.cmp(&b.run_at))
+                .then_with(|| {
+                    if old(a) && old(b) {
+                        std::cmp::Ordering::Equal
+                    } else {
+                        b.priority.cmp(&a.priority)
+                    }
+                })
+                .then(fair(a).cmp(&fair(b)))
                 .then(a.id.cmp(&b.id))
         });
         // A keyed job starts only while its key runs fewer than its limit.
@@ -405,7 +426,9 @@ impl Store for MemoryStore {
         j.cancel_requested = false;
         j.max_attempts = j.max_attempts.max(j.attempts + 1);
         j.updated_at = now;
-        Ok(j.clone())
+        let j = j.clone();
+        st.fair_at.insert(id, micros(now));
+        Ok(j)
     }
 
     async fn find_expired(&self, limit: u32) -> Result<Vec<JobLease>, StoreError> {

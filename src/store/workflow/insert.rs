@@ -102,7 +102,7 @@ pub(crate) async fn insert_workflow<DB: Dialect>(
     for chunk in members.chunks(JOB_CHUNK) {
         let mut qb = QueryBuilder::<DB>::new(
             "INSERT INTO jobs (id, queue, job_type, provider, priority, payload, status, \
-             max_attempts, run_at, timeout_ms, unique_key, owner, concurrency_key, concurrency_limit, created_at, updated_at, \
+             max_attempts, run_at, timeout_ms, unique_key, owner, concurrency_key, concurrency_limit, fair_at, created_at, updated_at, \
              workflow_id, workflow_key, pending_deps, errors) VALUES ",
         );
         for (n, m) in chunk.iter().enumerate() {
@@ -140,6 +140,8 @@ pub(crate) async fn insert_workflow<DB: Dialect>(
             DB::bind_opt_text(&mut qb, r.concurrency_key.clone());
             qb.push(", ");
             DB::bind_opt_int(&mut qb, r.concurrency_limit);
+            qb.push(", ");
+            DB::bind_int(&mut qb, r.fair_at);
             qb.push(", ");
             DB::bind_int(&mut qb, r.now);
             qb.push(", ");
