@@ -81,6 +81,8 @@ pub const KEYS: &[&str] = &[
     "KYU_CONCURRENCY_KEY",
     "KYU_TIER_PRIORITY",
     "KYU_TIERS",
+    "KYU_FAIR_SHARE_RATE",
+    "KYU_FAIR_SHARE_WEIGHT",
 ];
 
 /// Keys whose file form is a list of tables (`[[kyu_cron]]` …), carried as JSON.
@@ -90,6 +92,7 @@ const TABLE_LISTS: &[&str] = &[
     "KYU_CONCURRENCY",
     "KYU_CONCURRENCY_KEY",
     "KYU_TIER_PRIORITY",
+    "KYU_FAIR_SHARE_WEIGHT",
 ];
 
 /// A setting that could not be used.
@@ -193,6 +196,9 @@ pub struct Settings {
     pub flow: kyu_actors::flow::FlowRules,
     /// Token name → tier (`KYU_TIERS`: `name=tier`, comma separated).
     pub tiers: std::collections::HashMap<String, String>,
+    /// Jobs per second a tenant's share allows and tenants' weights
+    /// (`KYU_FAIR_SHARE_RATE`, `[[kyu_fair_share_weight]]`).
+    pub fair_share: kyu_actors::fair_share::FairShare,
     /// Registers the `ledger` job type (crash tests) writing to this file.
     pub ledger_path: Option<PathBuf>,
     pub failpoints: Option<Failpoints>,
@@ -266,6 +272,7 @@ impl Default for Settings {
             remote_types: Vec::new(),
             flow: Default::default(),
             tiers: Default::default(),
+            fair_share: Default::default(),
             ledger_path: None,
             failpoints: None,
         }
@@ -602,6 +609,24 @@ impl Settings {
             env.raw("KYU_TIER_PRIORITY"),
         )
         .map_err(|m| Env::bad("KYU_CONCURRENCY", "[…]", m))?;
+        let rate = env
+            .parse(
+                "KYU_FAIR_SHARE_RATE",
+                "a whole number of jobs per second (0: off)",
+            )?
+            .unwrap_or(kyu_actors::fair_share::DEFAULT_RATE);
+        let weights = match env.raw("KYU_FAIR_SHARE_WEIGHT") {
+            Some(v) => serde_json::from_str(v).map_err(|e| {
+                Env::bad(
+                    "KYU_FAIR_SHARE_WEIGHT",
+                    v,
+                    format!("expected a list of tables: {e}"),
+                )
+            })?,
+            None => Vec::new(),
+        };
+        s.fair_share = kyu_actors::fair_share::FairShare::new(rate, weights)
+            .map_err(|m| Env::bad("KYU_FAIR_SHARE_WEIGHT", "[…]", m))?;
         if let Some(v) = env.raw("KYU_TIERS") {
             s.tiers = parse_tiers(v).map_err(|m| Env::bad("KYU_TIERS", v, m))?;
         }

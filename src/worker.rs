@@ -59,7 +59,11 @@ pub fn engine_config(s: &Settings) -> EngineConfig {
 /// Opens (and migrates) the store `s` names, counted for metrics, behind the circuit
 /// breaker that answers at once while it is down or full.
 pub async fn open_store(s: &Settings) -> anyhow::Result<Arc<dyn Store>> {
-    let mut store = store::open(&s.database_url, StoreOptions::default()).await?;
+    let opts = StoreOptions {
+        fair_share: s.fair_share.clone(),
+        ..StoreOptions::default()
+    };
+    let mut store = store::open(&s.database_url, opts).await?;
     if let Some(fp) = s.failpoints {
         store = fp.wrap(store);
     }

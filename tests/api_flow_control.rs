@@ -72,7 +72,8 @@ async fn keys_limits_and_tiers_over_http() {
         .await;
     assert_eq!(job.body["concurrency_key"], "chatwork:7", "{}", job.body);
     assert_eq!(job.body["priority"], 9);
-    // Bob (no tier on his token): the type's default priority, unless he names a tier.
+    // Bob (no tier on his token): the type's default priority; he may not name a
+    // tier, an admin creating for a pro user may.
     let bob_plain = s
         .create(
             Some(&bob),
@@ -83,13 +84,22 @@ async fn keys_limits_and_tiers_over_http() {
         .get(&format!("/api/v1/jobs/{bob_plain}"), Some(&bob))
         .await;
     assert_eq!(job.body["priority"], 5, "{}", job.body);
-    let bob_pro = s
-        .create(
+    let a = s
+        .post(
+            "/api/v1/jobs",
             Some(&bob),
             json!({"type": "sync_rooms", "payload": {"user_id": 9}, "tier": "pro"}),
         )
         .await;
-    let job = s.get(&format!("/api/v1/jobs/{bob_pro}"), Some(&bob)).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+    assert_eq!(a.field(), "tier");
+    let pro = s
+        .create(
+            Some(&admin),
+            json!({"type": "sync_rooms", "payload": {"user_id": 9}, "tier": "pro", "tenant": "carol"}),
+        )
+        .await;
+    let job = s.get(&format!("/api/v1/jobs/{pro}"), Some(&admin)).await;
     assert_eq!(job.body["priority"], 9, "{}", job.body);
 
     // Bad input names the field.

@@ -393,6 +393,15 @@ pub(crate) fn new_job(
     }
     let defaults = st.handlers.defaults(&req.job_type).unwrap_or_default();
     let concurrency = concurrency(st, &req, &payload)?;
+    // A user's tier and tenant are its token's: naming others would game the shares.
+    for (field, given) in [("tier", &req.tier), ("tenant", &req.tenant)] {
+        if given.is_some() && caller.owner().is_some() && !caller.is_admin() {
+            return Err(ApiError::invalid(
+                field,
+                "only an admin token may set it (a user's comes from its token)",
+            ));
+        }
+    }
     let tier = caller
         .owner()
         .and_then(|name| st.tiers.get(name))
@@ -476,6 +485,9 @@ pub(crate) fn new_job(
     }
     if let Some(o) = caller.owner() {
         job = job.owner(o);
+    }
+    if let Some(t) = req.tenant {
+        job = job.tenant(t);
     }
     validate_new_job(&job)?;
     Ok(job)

@@ -104,9 +104,13 @@ pub struct CreateJob {
     #[schema(minimum = 1, maximum = 10000)]
     pub concurrency_limit: Option<i64>,
     /// The tier the job is created for, which picks its default priority
-    /// (`kyu_tier_priority`); a token with a tier (`kyu_tiers`) overrides it.
+    /// (`kyu_tier_priority`); admins only (a user's tier is its token's, `kyu_tiers`).
     #[schema(min_length = 1, max_length = 100, pattern = "^[^\\x00]+$")]
     pub tier: Option<String>,
+    /// Whose fair share the job counts against (default: the token that creates it);
+    /// admins only. Jobs of one priority are taken from tenants in turn.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\x00]+$")]
+    pub tenant: Option<String>,
 }
 
 /// An optional integer that may be written `6` or `6.0` (JSON Schema counts both as

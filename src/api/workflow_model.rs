@@ -87,6 +87,8 @@ pub struct CreateWorkflowJob {
     pub concurrency_limit: Option<i64>,
     #[schema(min_length = 1, max_length = 100, pattern = "^[^\\x00]+$")]
     pub tier: Option<String>,
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\x00]+$")]
+    pub tenant: Option<String>,
 }
 
 impl CreateWorkflowJob {
@@ -106,6 +108,7 @@ impl CreateWorkflowJob {
             concurrency_key: self.concurrency_key.clone(),
             concurrency_limit: self.concurrency_limit,
             tier: self.tier.clone(),
+            tenant: self.tenant.clone(),
         }
     }
 }

@@ -149,6 +149,7 @@ fn request(f: &EnqueueForm) -> Result<CreateJob, ApiError> {
         concurrency_key: None,
         concurrency_limit: None,
         tier: None,
+        tenant: None,
     })
 }
 
