@@ -306,13 +306,10 @@ impl Engine {
             });
         }
         self.due_at(due);
-        if out.iter().any(|r| {
-            matches!(
-                r,
-                ReportResult::Applied(JobStatus::Queued | JobStatus::Scheduled)
-            )
-        }) {
-            // A released job (or a retry due now) is claimable again.
+        if out.iter().any(|r| matches!(r, ReportResult::Applied(_))) {
+            // A released job (or a retry due now) is claimable again, and a job that
+            // stopped running may have freed its concurrency key (or met a workflow
+            // dependency) for another.
             self.wake();
         }
         Ok(out)

@@ -59,6 +59,7 @@ type Job struct {
 	CancelRequested bool            `json:"cancel_requested"`
 	UniqueKey       *string         `json:"unique_key"`
 	Owner           *string         `json:"owner"`
+	ConcurrencyKey  *string         `json:"concurrency_key"`
 }
 
 // DecodeResult unmarshals the job's result (what its handler returned) into v.
@@ -83,6 +84,12 @@ type EnqueueOptions struct {
 	MaxRetries *int          // retries after the first attempt; nil: the type's default
 	Timeout    time.Duration // longest one attempt may run; 0: the default (300 s)
 	UniqueKey  string        // while a job with this key is not final, enqueue returns it
+	// ConcurrencyKey: jobs sharing it run at most ConcurrencyLimit at once, on all
+	// nodes together ("": the type's key from kyu's config, if any).
+	ConcurrencyKey   string
+	ConcurrencyLimit int    // 0: the limit kyu's config sets for the key (else 1)
+	Tenant           string // whose fair share the job counts against (admin tokens only)
+	Tier             string // picks the type's priority for that tier (admin tokens only)
 }
 
 // NewJob is one job of EnqueueMany.
@@ -107,6 +114,11 @@ type createJob struct {
 	MaxRetries   *int     `json:"max_retries,omitempty"`
 	Timeout      *float64 `json:"timeout_seconds,omitempty"`
 	UniqueKey    string   `json:"unique_key,omitempty"`
+	// Flow control.
+	ConcurrencyKey   string `json:"concurrency_key,omitempty"`
+	ConcurrencyLimit int    `json:"concurrency_limit,omitempty"`
+	Tenant           string `json:"tenant,omitempty"`
+	Tier             string `json:"tier,omitempty"`
 }
 
 func newCreateJob(typ string, payload any, o *EnqueueOptions) createJob {
@@ -115,6 +127,7 @@ func newCreateJob(typ string, payload any, o *EnqueueOptions) createJob {
 		return c
 	}
 	c.Priority, c.Queue, c.Provider, c.MaxRetries, c.UniqueKey = o.Priority, o.Queue, o.Provider, o.MaxRetries, o.UniqueKey
+	c.ConcurrencyKey, c.ConcurrencyLimit, c.Tenant, c.Tier = o.ConcurrencyKey, o.ConcurrencyLimit, o.Tenant, o.Tier
 	if o.Delay > 0 {
 		s := o.Delay.Seconds()
 		c.DelaySeconds = &s

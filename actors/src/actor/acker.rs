@@ -26,6 +26,9 @@ pub struct JobLabels {
     /// The job belongs to a workflow: once its final outcome is written, dependents
     /// it released may be due, so the dispatcher is woken.
     pub workflow: bool,
+    /// The job has a concurrency key: once it is no longer running, a job of the
+    /// same key may start, so the dispatcher is woken.
+    pub keyed: bool,
 }
 
 pub enum AckerMsg {
@@ -114,6 +117,7 @@ impl Actor for Acker {
                 let mut released = false;
                 for (a, ok) in batch.iter().zip(&applied) {
                     let labels = st.labels.remove(&(a.lease.id, a.lease.attempt));
+                    released |= *ok && labels.as_ref().is_some_and(|l| l.keyed);
                     released |= *ok
                         && labels.as_ref().is_some_and(|l| l.workflow)
                         && matches!(

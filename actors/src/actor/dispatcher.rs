@@ -147,6 +147,7 @@ impl DispatcherState {
                 queue: job.queue.clone(),
                 job_type: job.job_type.clone(),
                 workflow: job.workflow_id.is_some(),
+                keyed: job.concurrency_key.is_some(),
             };
             let _ = self
                 .acker

@@ -17,6 +17,15 @@ export interface EnqueueOptions {
   timeoutSeconds?: number;
   /** While a live job has this key, enqueueing again answers that job (`duplicate: true`). */
   uniqueKey?: string;
+  /** Jobs sharing this key run at most `concurrencyLimit` at once, on all nodes together
+   * (default: the type's key from kyu's config, if any). */
+  concurrencyKey?: string;
+  /** The key's limit (default: kyu's config for the key, else 1). */
+  concurrencyLimit?: number;
+  /** Whose fair share the job counts against (admin tokens only; default: the token's). */
+  tenant?: string;
+  /** Picks the type's priority for that tier (admin tokens only). */
+  tier?: string;
 }
 
 /** One job of `enqueueMany`. */
@@ -35,5 +44,9 @@ export function jobBody(type: string, payload: unknown, o: EnqueueOptions): Reco
   if (o.maxRetries !== undefined) body.max_retries = o.maxRetries;
   if (o.timeoutSeconds !== undefined) body.timeout_seconds = o.timeoutSeconds;
   if (o.uniqueKey !== undefined) body.unique_key = o.uniqueKey;
+  if (o.concurrencyKey !== undefined) body.concurrency_key = o.concurrencyKey;
+  if (o.concurrencyLimit !== undefined) body.concurrency_limit = o.concurrencyLimit;
+  if (o.tenant !== undefined) body.tenant = o.tenant;
+  if (o.tier !== undefined) body.tier = o.tier;
   return body;
 }

@@ -43,6 +43,8 @@ export interface Job<P = unknown, R = unknown> {
   cancelRequested: boolean;
   uniqueKey: string | null;
   owner: string | null;
+  /** Jobs sharing it run at most its limit at once. */
+  concurrencyKey: string | null;
 }
 
 /** What `POST /jobs` answers. */
@@ -82,6 +84,7 @@ export interface WireJob {
   updated_at: string;
   cancel_requested: boolean;
   unique_key: string | null;
+  concurrency_key?: string | null;
   owner: string | null;
 }
 
@@ -125,6 +128,7 @@ export function jobFromWire<P, R>(w: WireJob): Job<P, R> {
     cancelRequested: w.cancel_requested,
     uniqueKey: w.unique_key,
     owner: w.owner,
+    concurrencyKey: w.concurrency_key ?? null,
   };
 }
 

@@ -84,7 +84,17 @@ try {
   console.log(`second sync ${canceled.status} at ${canceled.progress}% (${canceled.error?.message ?? ""})`);
   check(canceled.status === "canceled" && canceled.progress < 100, "the second sync is canceled mid-way");
 
-  // 3. Graceful stop.
+  // 3. Two syncs of one user, enqueued together: kyu runs them one after the other
+  // (concurrency key chatwork:<user_id>, limit 1), though the worker could take both.
+  const pair = await Promise.all([0, 1].map(() => client.enqueue("chatwork_rooms_sync", { user_id: "u-3" })));
+  const [a, b] = await Promise.all(pair.map((j) => client.wait(j.id, { timeoutMs: 60_000 })));
+  check(a.status === "completed" && b.status === "completed", "both syncs of u-3 complete");
+  check(a.concurrencyKey === "chatwork:u-3", "the sync carries its user's key");
+  const [early, late] = a.startedAt! <= b.startedAt! ? [a, b] : [b, a];
+  check(late.startedAt! >= early.finishedAt!, "the second sync of u-3 started after the first ended");
+  console.log(`syncs of u-3 ran one after the other (${early.finishedAt!.toISOString()} → ${late.startedAt!.toISOString()})`);
+
+  // 4. Graceful stop.
   worker.kill("SIGTERM");
   await exited(worker);
   check(worker.exitCode === 0, "the worker stops cleanly on SIGTERM");

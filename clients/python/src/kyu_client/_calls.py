@@ -31,6 +31,10 @@ ENQUEUE_OPTIONS = frozenset(
         "max_retries",
         "timeout_seconds",
         "unique_key",
+        "concurrency_key",
+        "concurrency_limit",
+        "tenant",
+        "tier",
     }
 )
 

@@ -68,7 +68,8 @@ class AsyncClient:
 
     async def enqueue(self, type: str, payload: Any = None, **options: Any) -> Enqueued:
         """Enqueue one job; ``options`` are kyu's job fields (priority, queue,
-        delay_seconds, run_at, max_retries, timeout_seconds, unique_key, provider)."""
+        delay_seconds, run_at, max_retries, timeout_seconds, unique_key, provider,
+        concurrency_key, concurrency_limit, tenant, tier)."""
         return await self._send(_calls.enqueue(type, payload, options))
 
     async def enqueue_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[Enqueued]:
