@@ -1,7 +1,8 @@
 //! `/`: every queue with its jobs by status and its pause switch (admins), this
 //! process's throughput and failure rate over the last minutes, and the worker pool with
 //! the autoscaler's last CPU and memory reading. Like `GET /api/v1/queues`, every signed-in
-//! viewer sees the queue counts; pausing is for admins.
+//! viewer sees the queue counts; pausing is for admins, and so is the list of
+//! concurrency keys with queued jobs.
 //!
 //! Cost per request, whatever the table holds: live counts through the live-jobs index,
 //! finished counts from a cache ([`super::queue_counts`]), queue flags from the small
@@ -18,6 +19,7 @@ use kyu_actors::{JobStatus, LiveCount, QueueState, StoreError};
 use serde::Deserialize;
 
 use crate::api::AppState;
+use crate::api::concurrency::KeyView;
 use crate::api::model::{StatusCounts, WorkersView};
 use crate::api::queues::{set_queue_paused, workers_view};
 
@@ -52,7 +54,12 @@ struct OverviewPage {
     has_reading: bool,
     cpu: String,
     memory: String,
+    /// Concurrency keys with queued jobs, first ones by key (admins).
+    keys: Vec<KeyView>,
 }
+
+/// Keys the overview lists at most.
+const KEYS_SHOWN: u32 = 20;
 
 #[derive(Debug, Default, Deserialize)]
 struct NoticeQuery {
@@ -77,6 +84,10 @@ pub(crate) async fn page(
         Some(owner) => own_counts(&st, owner).await?,
     };
     let (rates, workers) = tokio::join!(web.throughput.rates(), workers_view(&st));
+    let keys = match viewer.caller.scope() {
+        None => st.store.concurrency_keys(None, KEYS_SHOWN).await?,
+        Some(_) => Vec::new(),
+    };
 
     let mut queues: BTreeMap<String, QueueRow> = BTreeMap::new();
     fn row<'a>(queues: &'a mut BTreeMap<String, QueueRow>, name: &str) -> &'a mut QueueRow {
@@ -116,6 +127,7 @@ pub(crate) async fn page(
         cpu: reading.map_or("–".into(), |r| format!("{:.0} %", r.cpu_percent)),
         memory: reading.map_or("–".into(), |r| format!("{:.0} %", r.memory_percent)),
         workers,
+        keys: keys.into_iter().map(KeyView::new).collect(),
     };
     Ok(Html(page.render()?))
 }
