@@ -22,10 +22,17 @@ use super::workflow::{Col, Dialect, fetch_text};
 const KEYS_PER_CLAIM: i64 = 64;
 
 /// A key's limit (its first queued job's) and its running jobs, for each `k.ck`.
-const KEY_LIMIT_AND_RUNNING: &str = "(SELECT q.concurrency_limit FROM jobs q \
-     WHERE q.status = 'queued' AND q.concurrency_key = k.ck \
-     ORDER BY q.priority DESC, q.fair_at, q.id LIMIT 1), \
-     (SELECT COUNT(*) FROM jobs r WHERE r.status = 'running' AND r.concurrency_key = k.ck)";
+fn key_limit_and_running<DB: Dialect>() -> String {
+    format!(
+        "(SELECT q.concurrency_limit FROM jobs q{queued} \
+         WHERE q.status = 'queued' AND q.concurrency_key = k.ck \
+         ORDER BY q.priority DESC, q.fair_at, q.id LIMIT 1), \
+         (SELECT COUNT(*) FROM jobs r{running} \
+         WHERE r.status = 'running' AND r.concurrency_key = k.ck)",
+        queued = DB::KEY_QUEUED,
+        running = DB::KEY_RUNNING,
+    )
+}
 
 /// Where the next claim's walk over keys starts: after the last key looked at.
 #[derive(Debug, Default)]
@@ -52,9 +59,10 @@ struct KeyRoom {
 /// Whether any keyed job is queued (one index probe): claims skip the keyed part,
 /// and its lock, when none is.
 pub(crate) async fn any_queued<DB: Dialect>(c: &mut DB::Connection) -> Result<bool, StoreError> {
-    let mut qb = QueryBuilder::<DB>::new(
-        "SELECT id FROM jobs WHERE status = 'queued' AND concurrency_key IS NOT NULL LIMIT 1",
-    );
+    let mut qb = QueryBuilder::<DB>::new(format!(
+        "SELECT id FROM jobs{} WHERE status = 'queued' AND concurrency_key IS NOT NULL LIMIT 1",
+        DB::KEY_QUEUED
+    ));
     Ok(!fetch_text::<DB>(c, &mut qb, 1).await?.is_empty())
 }
 
@@ -92,10 +100,11 @@ pub(crate) async fn pick<DB: Dialect>(
         if i > 0 {
             qb.push(" UNION ALL ");
         }
-        qb.push(
-            "SELECT * FROM (SELECT id, priority, fair_at FROM jobs \
+        qb.push(format!(
+            "SELECT * FROM (SELECT id, priority, fair_at FROM jobs{} \
              WHERE status = 'queued' AND concurrency_key = ",
-        );
+            DB::KEY_QUEUED
+        ));
         DB::bind_text(&mut qb, k.key.clone());
         push_in::<DB>(&mut qb, " AND job_type IN ", &p.types);
         if !paused.is_empty() {
@@ -140,7 +149,7 @@ async fn rooms<DB: Dialect>(
     let mut qb = QueryBuilder::<DB>::new("");
     push_key_walk::<DB>(&mut qb, after, n);
     qb.push(" SELECT k.ck, ")
-        .push(KEY_LIMIT_AND_RUNNING)
+        .push(key_limit_and_running::<DB>())
         .push(" FROM k WHERE k.ck IS NOT NULL");
     let rows = DB::fetch(c, &mut qb, &[Col::Text, Col::Int, Col::Int]).await?;
     Ok(rows
@@ -160,19 +169,21 @@ async fn rooms<DB: Dialect>(
 /// `WITH RECURSIVE k (ck, n)`: the next `n` keys after `after` with queued jobs, one
 /// index probe each (a loose scan).
 fn push_key_walk<DB: Dialect>(qb: &mut QueryBuilder<DB>, after: &str, n: i64) {
-    qb.push(
+    qb.push(format!(
         "WITH RECURSIVE k (ck, n) AS (\
-         SELECT (SELECT MIN(concurrency_key) FROM jobs \
+         SELECT (SELECT MIN(concurrency_key) FROM jobs{} \
            WHERE status = 'queued' AND concurrency_key IS NOT NULL AND concurrency_key > ",
-    );
+        DB::KEY_QUEUED
+    ));
     DB::bind_text(qb, after.to_owned());
-    qb.push(
+    qb.push(format!(
         "), 1 UNION ALL \
-         SELECT (SELECT MIN(j.concurrency_key) FROM jobs j \
+         SELECT (SELECT MIN(j.concurrency_key) FROM jobs j{} \
            WHERE j.status = 'queued' AND j.concurrency_key IS NOT NULL \
              AND j.concurrency_key > k.ck), k.n + 1 \
          FROM k WHERE k.ck IS NOT NULL AND k.n < ",
-    );
+        DB::KEY_QUEUED
+    ));
     DB::bind_int(qb, n);
     qb.push(")");
 }
@@ -185,10 +196,14 @@ pub(crate) async fn key_states<DB: Dialect>(
 ) -> Result<Vec<KeyState>, StoreError> {
     let mut qb = QueryBuilder::<DB>::new("");
     push_key_walk::<DB>(&mut qb, after, i64::from(limit.clamp(1, 1000)));
-    qb.push(" SELECT k.ck, ").push(KEY_LIMIT_AND_RUNNING).push(
-        ", (SELECT COUNT(*) FROM jobs w WHERE w.status = 'queued' AND w.concurrency_key = k.ck) \
-         FROM k WHERE k.ck IS NOT NULL ORDER BY k.ck",
-    );
+    qb.push(" SELECT k.ck, ")
+        .push(key_limit_and_running::<DB>())
+        .push(format!(
+            ", (SELECT COUNT(*) FROM jobs w{} \
+             WHERE w.status = 'queued' AND w.concurrency_key = k.ck) \
+             FROM k WHERE k.ck IS NOT NULL ORDER BY k.ck",
+            DB::KEY_QUEUED
+        ));
     let rows = DB::fetch(c, &mut qb, &[Col::Text, Col::Int, Col::Int, Col::Int]).await?;
     Ok(rows
         .into_iter()

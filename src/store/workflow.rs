@@ -27,6 +27,10 @@ pub(crate) trait Dialect: Database {
     /// Appended to a read whose rows the transaction then rewrites: `FOR UPDATE` on
     /// PostgreSQL and MariaDB; nothing on SQLite, whose writer lock serializes writes.
     const FOR_UPDATE: &'static str;
+    /// Index hints after `FROM jobs <alias>` for a key's queued jobs and a key's running
+    /// jobs (SQLite without statistics reads the status index otherwise, every row).
+    const KEY_QUEUED: &'static str;
+    const KEY_RUNNING: &'static str;
 
     fn bind_text(qb: &mut QueryBuilder<Self>, v: String);
     fn bind_opt_text(qb: &mut QueryBuilder<Self>, v: Option<String>);
@@ -98,10 +102,12 @@ pub(crate) fn required(v: &Option<String>) -> Result<&str, StoreError> {
 }
 
 macro_rules! dialect {
-    ($db:ty, $for_update:expr) => {
+    ($db:ty, $for_update:expr, $key_queued:expr, $key_running:expr) => {
         #[async_trait]
         impl Dialect for $db {
             const FOR_UPDATE: &'static str = $for_update;
+            const KEY_QUEUED: &'static str = $key_queued;
+            const KEY_RUNNING: &'static str = $key_running;
 
             fn bind_text(qb: &mut QueryBuilder<Self>, v: String) {
                 qb.push_bind(v);
@@ -154,9 +160,19 @@ macro_rules! dialect {
     };
 }
 
-dialect!(sqlx::Sqlite, "");
-dialect!(sqlx::Postgres, " FOR UPDATE");
-dialect!(sqlx::MySql, " FOR UPDATE");
+dialect!(
+    sqlx::Sqlite,
+    "",
+    " INDEXED BY jobs_key_queued",
+    " INDEXED BY jobs_key_running"
+);
+dialect!(sqlx::Postgres, " FOR UPDATE", "", "");
+dialect!(
+    sqlx::MySql,
+    " FOR UPDATE",
+    " FORCE INDEX (jobs_key)",
+    " FORCE INDEX (jobs_key)"
+);
 
 /// Appends `(?, ?, …)` binding each id.
 pub(crate) fn push_ids<DB: Dialect>(qb: &mut QueryBuilder<DB>, ids: &[String]) {
