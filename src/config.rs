@@ -877,6 +877,20 @@ fn parse_provider_limits(
     Ok(out)
 }
 
+/// `KYU_TIERS`: `token_name=tier` pairs, comma separated.
+fn parse_tiers(v: &str) -> Result<std::collections::HashMap<String, String>, String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| match e.split_once('=') {
+            Some((n, t)) if !n.trim().is_empty() && !t.trim().is_empty() => {
+                Ok((n.trim().to_owned(), t.trim().to_owned()))
+            }
+            _ => Err(format!("{e:?}: expected token_name=tier")),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -980,18 +994,4 @@ mod tests {
         assert_eq!(s.provider_limits["claude"].burst, 10);
         assert!(!format!("{s:?}").contains("gsk-very-secret"));
     }
-}
-
-/// `KYU_TIERS`: `token_name=tier` pairs, comma separated.
-fn parse_tiers(v: &str) -> Result<std::collections::HashMap<String, String>, String> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .map(|e| match e.split_once('=') {
-            Some((n, t)) if !n.trim().is_empty() && !t.trim().is_empty() => {
-                Ok((n.trim().to_owned(), t.trim().to_owned()))
-            }
-            _ => Err(format!("{e:?}: expected token_name=tier")),
-        })
-        .collect()
 }
