@@ -20,13 +20,12 @@ pub enum Prefetch {
     PerWorker(u32),
 }
 
-/// Fixed until `Auto` also keeps jobs it holds ahead from outliving their lease: a
-/// claim that returns late under load hands over jobs whose lease has nearly run out,
-/// and a thousand of them wait longer than two per worker do (a multi-node test saw a
-/// job on a live node run twice that way).
+/// Measured by default: jobs held ahead start only while a third of their lease is
+/// left (the dispatcher renews them first otherwise), so a claim that returns late
+/// cannot hand a job to a slot after the leader began rescuing it.
 impl Default for Prefetch {
     fn default() -> Self {
-        Prefetch::PerWorker(2)
+        Prefetch::Auto { max: AUTO_MAX }
     }
 }
 

@@ -73,7 +73,8 @@ pub enum DispatcherMsg {
     Claimed(u32, Result<Vec<Job>, StoreError>, Duration),
     Finished(Uuid, RunResult),
     Renew,
-    Renewed(Result<Vec<LeaseState>, StoreError>),
+    /// A renewal's answer, and when it was sent.
+    Renewed(Result<Vec<LeaseState>, StoreError>, tokio::time::Instant),
     /// In-process fast path for a cancel request already stored.
     Cancel(Uuid),
     SetPoolSize(usize),
@@ -114,6 +115,13 @@ pub struct DispatcherState {
     acker: ActorRef<AckerMsg>,
     pool_size: usize,
     pending: VecDeque<Job>,
+    /// Until when each pending job's lease surely holds (the claim or renewal that set
+    /// it was sent before the store started the lease): a job held ahead starts only
+    /// with a third of its lease left at least, else it is renewed first, so a claim
+    /// that came back late never starts a job the leader may already be rescuing.
+    lease_until: HashMap<Uuid, tokio::time::Instant>,
+    /// A renewal is on its way.
+    renewing: bool,
     running: HashMap<Uuid, Running>,
     /// Claims in flight, and the jobs they asked for.
     claims_in_flight: usize,
@@ -235,7 +243,18 @@ impl DispatcherState {
         // Providers that said "wait" in this pass are not asked again for the next job:
         // with a shared (Redis) limiter every ask is a round trip.
         let mut empty: HashMap<String, Duration> = HashMap::new();
+        let fresh_after = tokio::time::Instant::now() + self.deps.config.lease / 3;
+        let mut stale = false;
         while self.running.len() < self.pool_size && i < self.pending.len() {
+            if self
+                .lease_until
+                .get(&self.pending[i].id)
+                .is_some_and(|until| *until <= fresh_after)
+            {
+                stale = true;
+                i += 1;
+                continue;
+            }
             let provider = self.pending[i].provider.clone();
             if let Some(p) = provider {
                 let now = self.deps.clock.now();
@@ -264,6 +283,9 @@ impl DispatcherState {
                 self.start(me, job);
             }
         }
+        if stale && !self.renewing {
+            self.renew(me);
+        }
         if let Some(wait) = soonest {
             let at = tokio::time::Instant::now() + wait;
             if self
@@ -277,6 +299,7 @@ impl DispatcherState {
     }
 
     fn start(&mut self, me: &ActorRef<DispatcherMsg>, job: Job) {
+        self.lease_until.remove(&job.id);
         let Some(lease) = job.lease() else { return };
         let token = CancellationToken::new();
         self.held.remove(&job.id);
@@ -390,7 +413,7 @@ impl DispatcherState {
         }
     }
 
-    fn renew(&self, me: &ActorRef<DispatcherMsg>) {
+    fn renew(&mut self, me: &ActorRef<DispatcherMsg>) {
         let leases: Vec<_> = self
             .running
             .values()
@@ -404,14 +427,24 @@ impl DispatcherState {
         let store = self.deps.store.clone();
         let lease = self.deps.config.lease;
         let me = me.clone();
+        self.renewing = true;
         tokio::spawn(async move {
+            let sent = tokio::time::Instant::now();
             let r = store.extend_leases(&leases, lease).await;
-            let _ = me.cast(DispatcherMsg::Renewed(r));
+            let _ = me.cast(DispatcherMsg::Renewed(r, sent));
         });
     }
 
-    fn renewed(&mut self, states: Vec<LeaseState>) {
+    fn renewed(&mut self, states: Vec<LeaseState>, sent: tokio::time::Instant) {
+        let until = sent + self.deps.config.lease;
+        let pending: HashSet<Uuid> = self.pending.iter().map(|j| j.id).collect();
+        self.lease_until.retain(|id, _| pending.contains(id));
         for s in states {
+            if s.held
+                && let Some(u) = self.lease_until.get_mut(&s.id)
+            {
+                *u = until;
+            }
             if s.held && !s.cancel_requested {
                 continue;
             }
@@ -654,6 +687,8 @@ impl Actor for Dispatcher {
             deps,
             acker,
             pending: VecDeque::new(),
+            lease_until: HashMap::new(),
+            renewing: false,
             running: HashMap::new(),
             claims_in_flight: 0,
             appetite: Appetite::default(),
@@ -724,6 +759,14 @@ impl Actor for Dispatcher {
                                 st.ack(&job, Outcome::Released { uncount: true });
                             }
                         } else {
+                            // The store started these leases after the claim was sent.
+                            let until = tokio::time::Instant::now()
+                                .checked_sub(took)
+                                .unwrap_or_else(tokio::time::Instant::now)
+                                + st.deps.config.lease;
+                            for j in &jobs {
+                                st.lease_until.insert(j.id, until);
+                            }
                             st.pending.extend(jobs);
                         }
                         if got == 0 && !st.rewake && !st.draining {
@@ -757,8 +800,13 @@ impl Actor for Dispatcher {
                 st.pump(&me).await;
             }
             DispatcherMsg::Renew => st.renew(&me),
-            DispatcherMsg::Renewed(Ok(states)) => st.renewed(states),
-            DispatcherMsg::Renewed(Err(e)) => {
+            DispatcherMsg::Renewed(Ok(states), sent) => {
+                st.renewing = false;
+                st.renewed(states, sent);
+                st.pump(&me).await;
+            }
+            DispatcherMsg::Renewed(Err(e), _) => {
+                st.renewing = false;
                 tracing::error!(error = %e, "lease renewal failed; retrying next tick");
             }
             DispatcherMsg::Cancel(id) => {
