@@ -848,3 +848,43 @@ async fn long_jobs_are_claimed_one_per_free_slot_across_nodes() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A claim that answers after most of the lease is gone (a slow database) must not
+/// start its job before renewing the lease: by then the leader may be rescuing it, and
+/// the job would run twice on live nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_claimed_late_renews_its_lease_before_it_starts() {
+    let clock = Arc::new(ManualClock::fixed());
+    let store = Arc::new(MemoryStore::new(clock.clone()));
+    let id = store
+        .enqueue(NewJob::new("rec", json!({ "i": 1 })))
+        .await
+        .unwrap()
+        .id;
+    // Three quarters of the lease pass before the claim answers.
+    store.set_claim_delay(Duration::from_millis(300));
+    let cfg = EngineConfig {
+        lease: Duration::from_millis(400),
+        prefetch: Prefetch::Auto { max: 1000 },
+        ..config(1)
+    };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut h = start_on(
+        store.clone(),
+        clock,
+        cfg,
+        vec![("rec", Arc::new(Recorder(seen)))],
+        |b| b,
+    )
+    .await;
+    h.until(
+        "the job starts",
+        |e| matches!(e, EngineEvent::Started(j, _) if *j == id),
+    )
+    .await;
+    assert!(
+        store.extended().contains(&id),
+        "the late-claimed job started before its lease was renewed"
+    );
+    h.stop().await;
+}

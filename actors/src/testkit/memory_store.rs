@@ -138,6 +138,10 @@ impl State {
 pub struct MemoryStore {
     state: Mutex<State>,
     clock: SharedClock,
+    /// How long each claim takes before it answers (a slow database).
+    claim_delay: Mutex<Duration>,
+    /// Every job id whose lease an `extend_leases` call renewed, in order.
+    extended: Mutex<Vec<Uuid>>,
 }
 
 impl MemoryStore {
@@ -145,72 +149,17 @@ impl MemoryStore {
         MemoryStore {
             state: Mutex::new(State::default()),
             clock,
+            claim_delay: Mutex::new(Duration::ZERO),
+            extended: Mutex::new(Vec::new()),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-fn chrono_d(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-}
-
-fn holds(job: &Job, l: &JobLease) -> bool {
-    job.status == JobStatus::Running
-        && job.attempts == l.attempt
-        && job.lease_owner.as_deref() == Some(l.owner.as_str())
-}
-
-fn live(job: &Job) -> bool {
-    !job.status.is_final()
-}
-
-#[async_trait]
-impl Store for MemoryStore {
-    fn backend(&self) -> &'static str {
-        "memory"
+    /// Makes every claim take `d` (real time) before it answers.
+    pub fn set_claim_delay(&self, d: Duration) {
+        *self.claim_delay.lock().unwrap_or_else(|e| e.into_inner()) = d;
     }
 
-    async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
-        for j in &jobs {
-            validate_new_job(j)?;
-        }
-        let now = self.clock.now();
-        Ok(self.lock().insert(jobs, now))
-    }
-
-    async fn get(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
-        Ok(self.lock().jobs.get(&id).cloned())
-    }
-
-    async fn list(&self, q: &ListJobs) -> Result<JobPage, StoreError> {
-        let limit = q.limit.clamp(1, MAX_PAGE) as usize;
-        let st = self.lock();
-        let mut jobs: Vec<Job> = st
-            .jobs
-            .values()
-            .rev()
-            .filter(|j| q.cursor.is_none_or(|c| j.id < c))
-            .filter(|j| q.job_type.as_ref().is_none_or(|t| &j.job_type == t))
-            .filter(|j| q.status.is_none_or(|s| j.status == s))
-            .filter(|j| q.queue.as_ref().is_none_or(|x| &j.queue == x))
-            .filter(|j| q.owner.as_ref().is_none_or(|o| j.owner.as_ref() == Some(o)))
-            .take(limit + 1)
-            .cloned()
-            .collect();
-        let more = jobs.len() > limit;
-        jobs.truncate(limit);
-        let next_cursor = if more {
-            jobs.last().map(|j| j.id)
-        } else {
-            None
-        };
-        Ok(JobPage { jobs, next_cursor })
-    }
-
-    async fn claim(&self, p: &ClaimParams) -> Result<Vec<Job>, StoreError> {
+    fn claim_now(&self, p: &ClaimParams) -> Result<Vec<Job>, StoreError> {
         let now = self.clock.now();
         let mut st = self.lock();
         let st = &mut *st;
@@ -290,12 +239,97 @@ impl Store for MemoryStore {
         Ok(out)
     }
 
+    /// The jobs whose leases were renewed so far.
+    pub fn extended(&self) -> Vec<Uuid> {
+        self.extended
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn chrono_d(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+fn holds(job: &Job, l: &JobLease) -> bool {
+    job.status == JobStatus::Running
+        && job.attempts == l.attempt
+        && job.lease_owner.as_deref() == Some(l.owner.as_str())
+}
+
+fn live(job: &Job) -> bool {
+    !job.status.is_final()
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
+        for j in &jobs {
+            validate_new_job(j)?;
+        }
+        let now = self.clock.now();
+        Ok(self.lock().insert(jobs, now))
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
+        Ok(self.lock().jobs.get(&id).cloned())
+    }
+
+    async fn list(&self, q: &ListJobs) -> Result<JobPage, StoreError> {
+        let limit = q.limit.clamp(1, MAX_PAGE) as usize;
+        let st = self.lock();
+        let mut jobs: Vec<Job> = st
+            .jobs
+            .values()
+            .rev()
+            .filter(|j| q.cursor.is_none_or(|c| j.id < c))
+            .filter(|j| q.job_type.as_ref().is_none_or(|t| &j.job_type == t))
+            .filter(|j| q.status.is_none_or(|s| j.status == s))
+            .filter(|j| q.queue.as_ref().is_none_or(|x| &j.queue == x))
+            .filter(|j| q.owner.as_ref().is_none_or(|o| j.owner.as_ref() == Some(o)))
+            .take(limit + 1)
+            .cloned()
+            .collect();
+        let more = jobs.len() > limit;
+        jobs.truncate(limit);
+        let next_cursor = if more {
+            jobs.last().map(|j| j.id)
+        } else {
+            None
+        };
+        Ok(JobPage { jobs, next_cursor })
+    }
+
+    async fn claim(&self, p: &ClaimParams) -> Result<Vec<Job>, StoreError> {
+        let delay = *self.claim_delay.lock().unwrap_or_else(|e| e.into_inner());
+        if !delay.is_zero() {
+            // The claim is made at once and answered late, as a slow database would.
+            let jobs = self.claim_now(p)?;
+            tokio::time::sleep(delay).await;
+            return Ok(jobs);
+        }
+        self.claim_now(p)
+    }
+
     async fn extend_leases(
         &self,
         leases: &[JobLease],
         lease: Duration,
     ) -> Result<Vec<LeaseState>, StoreError> {
         let now = self.clock.now();
+        self.extended
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(leases.iter().map(|l| l.id));
         let mut st = self.lock();
         Ok(leases
             .iter()
