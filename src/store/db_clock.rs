@@ -31,19 +31,22 @@ fn since(at: Instant) -> i64 {
 }
 
 impl DbClock {
-    /// Epoch ms by the database; `read` fetches its clock when the last reading is stale.
+    /// Epoch ms by the database; `read` fetches its clock when the last reading is stale,
+    /// with the instant its query was sent — after a connection was in hand: a wait for
+    /// the pool is not round trip, and counting half of it would put this clock behind
+    /// the database's (leases written by it would expire early, and under load the
+    /// leader rescued jobs still running on live nodes).
     pub async fn now<F, Fut>(&self, read: F) -> Result<i64, StoreError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<i64, StoreError>>,
+        Fut: Future<Output = Result<(i64, Instant), StoreError>>,
     {
         if let Some((ms, at)) = *self.last.lock().unwrap_or_else(|e| e.into_inner())
             && at.elapsed() < REFRESH
         {
             return Ok(self.forward(ms.saturating_add(since(at))));
         }
-        let sent = Instant::now();
-        let db = read().await?;
+        let (db, sent) = read().await?;
         // The database read its clock about halfway through the round trip.
         let at = sent + sent.elapsed() / 2;
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((db, at));
@@ -67,11 +70,11 @@ mod tests {
         let a = c
             .now(|| async {
                 reads += 1;
-                Ok(1_000_000)
+                Ok((1_000_000, Instant::now()))
             })
             .await
             .unwrap();
-        let b = c.now(|| async { Ok(5) }).await.unwrap();
+        let b = c.now(|| async { Ok((5, Instant::now())) }).await.unwrap();
         assert_eq!(reads, 1);
         assert!(a >= 1_000_000 && b >= a && b < 1_001_000, "{a} {b}");
     }
@@ -79,10 +82,16 @@ mod tests {
     #[tokio::test]
     async fn a_lower_fresh_reading_does_not_turn_it_back() {
         let c = DbClock::default();
-        let a = c.now(|| async { Ok(1_000_000) }).await.unwrap();
+        let a = c
+            .now(|| async { Ok((1_000_000, Instant::now())) })
+            .await
+            .unwrap();
         // The next reading (forced) says the database is 50 ms behind the first guess.
         *c.last.lock().unwrap() = None;
-        let b = c.now(|| async { Ok(999_950) }).await.unwrap();
+        let b = c
+            .now(|| async { Ok((999_950, Instant::now())) })
+            .await
+            .unwrap();
         assert!(b >= a, "{a} then {b}");
     }
 }

@@ -117,10 +117,13 @@ impl MySqlStore {
             None => {
                 self.db_clock
                     .now(|| async {
-                        sqlx::query_scalar(SQL_NOW)
-                            .fetch_one(&self.pool)
+                        let mut conn = self.pool.acquire().await.store_err()?;
+                        let sent = std::time::Instant::now();
+                        let db = sqlx::query_scalar(SQL_NOW)
+                            .fetch_one(&mut *conn)
                             .await
-                            .store_err()
+                            .store_err()?;
+                        Ok((db, sent))
                     })
                     .await
             }

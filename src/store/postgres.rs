@@ -198,10 +198,13 @@ impl PgStore {
                 // longer for it than for their own connection.
                 self.db_clock
                     .now(|| async {
-                        sqlx::query_scalar(SQL_NOW)
-                            .fetch_one(&mut *self.client_conn().await?)
+                        let mut conn = self.client_conn().await?;
+                        let sent = std::time::Instant::now();
+                        let db = sqlx::query_scalar(SQL_NOW)
+                            .fetch_one(&mut *conn)
                             .await
-                            .store_err()
+                            .store_err()?;
+                        Ok((db, sent))
                     })
                     .await
             }
