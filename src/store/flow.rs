@@ -110,7 +110,7 @@ pub(crate) async fn pick<DB: Dialect>(
         if !paused.is_empty() {
             push_in::<DB>(&mut qb, " AND queue NOT IN ", paused);
         }
-        if let Some(queues) = &p.queues {
+        if let Some(queues) = p.queues.as_ref().filter(|q| !q.is_empty()) {
             push_in::<DB>(&mut qb, " AND queue IN ", queues);
         }
         qb.push(" ORDER BY priority DESC, fair_at, id LIMIT ");
