@@ -402,6 +402,14 @@ pub(crate) fn new_job(
             ));
         }
     }
+    if let Some(t) = &req.tier
+        && (t.is_empty() || t.chars().count() > 100 || t.contains('\0'))
+    {
+        return Err(ApiError::invalid(
+            "tier",
+            "must be 1 to 100 characters long, without NUL",
+        ));
+    }
     let tier = caller
         .owner()
         .and_then(|name| st.tiers.get(name))
