@@ -392,8 +392,8 @@ impl Env {
             .transpose()
     }
 
-    /// `KYU_PREFETCH`: "auto" (the default: measured, at most `KYU_PREFETCH_MAX` jobs
-    /// ahead) or a fixed number of jobs per worker.
+    /// `KYU_PREFETCH`: a fixed number of jobs per worker (default 2) or "auto"
+    /// (measured, at most `KYU_PREFETCH_MAX` jobs ahead).
     fn prefetch(&self) -> Result<Prefetch, ConfigError> {
         let max: u32 = self
             .parse("KYU_PREFETCH_MAX", "a whole number")?
@@ -406,7 +406,7 @@ impl Env {
             ));
         }
         match self.raw("KYU_PREFETCH").map(str::trim) {
-            None => Ok(Prefetch::Auto { max }),
+            None => Ok(Prefetch::default()),
             Some(v) if v.eq_ignore_ascii_case("auto") => Ok(Prefetch::Auto { max }),
             Some(v) => match v.parse::<u32>() {
                 Ok(n) if (1..=1000).contains(&n) => Ok(Prefetch::PerWorker(n)),

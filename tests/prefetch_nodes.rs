@@ -1,4 +1,4 @@
-//! No hoarding with the default (measured) prefetch: three engines on one PostgreSQL
+//! No hoarding with the measured prefetch (`kyu_prefetch = "auto"`): three engines on one PostgreSQL
 //! (SQLite without the service), two slots each, jobs of a second. Every round of six
 //! jobs starts at once, two per engine — none waits claimed on a busy engine while
 //! another engine's slot is free, which would show as a start a whole job later.
@@ -50,6 +50,7 @@ async fn long_jobs_start_on_every_free_slot_across_three_engines() {
         workers: 2,
         autoscale: false,
         poll_interval: Duration::from_millis(50),
+        prefetch: kyu::engine::Prefetch::Auto { max: 1000 },
         ..EngineConfig::default()
     };
     let mut engines = Vec::new();
