@@ -22,10 +22,9 @@ pub enum Prefetch {
 
 /// Fixed by default. Jobs held ahead start only while a third of their lease is left
 /// (the dispatcher renews them first otherwise), so a claim that returns late cannot
-/// hand a job to a slot after the leader began rescuing it; but with `Auto` as the
-/// default the multi-node kill test (lease 3 s, under load) still saw a job that had
-/// finished on a live node rescued and run again 4 s later — its ack had not landed
-/// within the lease — so `Auto` stays opt-in until that is understood.
+/// hand a job to a slot after the leader began rescuing it; yet with `Auto` as the
+/// default, CI's multi-node kill tests (lease 3 s) still saw jobs that had finished on
+/// a live node run again 4–5 s later, so `Auto` stays opt-in until that is understood.
 impl Default for Prefetch {
     fn default() -> Self {
         Prefetch::PerWorker(2)

@@ -423,6 +423,26 @@ test('pause and resume a queue from the overview (admin)', async () => {
   await ctx.close();
 });
 
+test('concurrency keys: the overview lists a key at its limit with the jobs it holds; the job page names the key', async () => {
+  const ids = [];
+  for (let i = 0; i < 3; i++) {
+    const r = await api('POST', '/api/v1/jobs', tokens.admin, { type: 'ledger', payload: { ms: 2000 }, concurrency_key: 'web:k' });
+    assert.equal(r.status, 201, JSON.stringify(r.json));
+    ids.push(r.json.job_id);
+  }
+  await waitApiStatus(ids[0], tokens.admin, 'running');
+  const ctx = await context();
+  const page = await signIn(ctx, tokens.admin);
+  const row = page.locator('tr[data-key="web:k"]');
+  const cells = await row.locator('td').allTextContents();
+  assert.deepEqual(cells.map((c) => c.trim()), ['1', '1', '2', '2'], `limit, running, queued, held: ${cells}`);
+  await page.goto(`${base}/jobs/${ids[1]}`);
+  assert.match(await page.textContent('body'), /Concurrency key\s*web:k/);
+  await ctx.close();
+  for (const id of ids.slice(1)) await api('POST', `/api/v1/jobs/${id}/cancel`, tokens.admin);
+  await waitApiStatus(ids[0], tokens.admin, 'completed');
+});
+
 test('a workflow: its jobs by stage, statuses that follow it live, links to its jobs and back; another user gets a 404', async () => {
   const created = await api('POST', '/api/v1/workflows', tokens.alice, {
     name: 'nightly',
