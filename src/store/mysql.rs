@@ -8,6 +8,7 @@
 //! names its index: with a million finished rows the optimizer sometimes chose another
 //! and a claim took seconds.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +49,9 @@ use kyu_actors::fair_share::{FairClocks, FairShare};
 const SQL_NOW: &str = "SELECT CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS SIGNED)";
 
 const INSERT_CHUNK: usize = 2000;
+
+/// Acks per UPDATE (9 binds each).
+const ACK_CHUNK: usize = 500;
 
 type Tx = sqlx::Transaction<'static, MySql>;
 
@@ -257,40 +261,74 @@ impl MySqlStore {
         }
         let now = self.now().await?;
         let mut tx = self.pool.begin().await.store_err()?;
+        // Two statements per batch, not one per ack: lock the rows and check each
+        // ack's fence (attempt, owner, running) here, then write every ack that holds
+        // in one UPDATE joined to the batch's values.
+        let ids: Vec<String> = acks.iter().map(|a| a.lease.id.to_string()).collect();
+        let mut qb = QueryBuilder::<MySql>::new(
+            "SELECT id, attempts, lease_owner, status FROM jobs WHERE id IN ",
+        );
+        push_id_list(&mut qb, &ids);
+        qb.push(" FOR UPDATE");
+        let rows: Vec<(String, i32, Option<String>, String)> =
+            qb.build_query_as().fetch_all(&mut *tx).await.store_err()?;
+        let mut holds: HashMap<String, (i32, Option<String>, bool)> = rows
+            .into_iter()
+            .map(|(id, attempts, owner, status)| (id, (attempts, owner, status == "running")))
+            .collect();
         let mut out = Vec::with_capacity(acks.len());
         let mut finished: Vec<String> = Vec::new();
-        for a in acks {
-            let w = AckWrite::new(&a.outcome, now);
-            let ends = w.finished_at.is_some();
-            let done = sqlx::query(
-                "UPDATE jobs SET status = ?, result = COALESCE(?, result), \
-                 errors = CASE WHEN ? IS NULL THEN errors \
-                          ELSE JSON_ARRAY_APPEND(errors, '$', JSON_EXTRACT(?, '$')) END, \
-                 run_at = COALESCE(?, run_at), finished_at = ?, attempts = attempts - ?, \
-                 progress = CASE WHEN ? THEN 100 ELSE progress END, \
-                 lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
-                 WHERE id = ? AND attempts = ? AND lease_owner = ? AND status = 'running'",
-            )
-            .bind(w.status)
-            .bind(w.result)
-            .bind(w.error.clone())
-            .bind(w.error)
-            .bind(w.run_at)
-            .bind(w.finished_at)
-            .bind(w.uncount)
-            .bind(w.progress_done)
-            .bind(now)
-            .bind(a.lease.id.to_string())
-            .bind(a.lease.attempt as i32)
-            .bind(&a.lease.owner)
-            .execute(&mut *tx)
-            .await
-            .store_err()?;
-            let applied = done.rows_affected() == 1;
-            if applied && ends {
-                finished.push(a.lease.id.to_string());
-            }
+        let mut writes: Vec<(String, AckWrite)> = Vec::new();
+        for (a, id) in acks.iter().zip(ids) {
+            let applied = holds
+                .get_mut(&id)
+                .is_some_and(|(attempts, owner, running)| {
+                    let ok = *running
+                        && *attempts == a.lease.attempt as i32
+                        && owner.as_deref() == Some(a.lease.owner.as_str());
+                    // A second ack of the same attempt in this batch finds it written.
+                    *running &= !ok;
+                    ok
+                });
             out.push(applied);
+            if applied {
+                let w = AckWrite::new(&a.outcome, now);
+                if w.finished_at.is_some() {
+                    finished.push(id.clone());
+                }
+                writes.push((id, w));
+            }
+        }
+        for chunk in writes.chunks(ACK_CHUNK) {
+            let mut qb = QueryBuilder::<MySql>::new("UPDATE jobs JOIN (");
+            for (n, (id, w)) in chunk.iter().enumerate() {
+                qb.push(if n == 0 {
+                    "SELECT "
+                } else {
+                    " UNION ALL SELECT "
+                });
+                let mut sep = qb.separated(", ");
+                sep.push_bind(id.clone()).push_unseparated(" AS id");
+                sep.push_bind(w.status).push_unseparated(" AS st");
+                sep.push_bind(w.result.clone()).push_unseparated(" AS res");
+                sep.push_bind(w.error.clone()).push_unseparated(" AS err");
+                sep.push_bind(w.run_at).push_unseparated(" AS due");
+                sep.push_bind(w.finished_at).push_unseparated(" AS fin");
+                sep.push_bind(w.uncount).push_unseparated(" AS unc");
+                sep.push_bind(w.progress_done).push_unseparated(" AS done");
+            }
+            qb.push(
+                ") u ON jobs.id = u.id SET jobs.status = u.st, \
+                 jobs.result = COALESCE(u.res, jobs.result), \
+                 jobs.errors = CASE WHEN u.err IS NULL THEN jobs.errors \
+                   ELSE JSON_ARRAY_APPEND(jobs.errors, '$', JSON_EXTRACT(u.err, '$')) END, \
+                 jobs.run_at = COALESCE(u.due, jobs.run_at), jobs.finished_at = u.fin, \
+                 jobs.attempts = jobs.attempts - u.unc, \
+                 jobs.progress = CASE WHEN u.done THEN 100 ELSE jobs.progress END, \
+                 jobs.lease_owner = NULL, jobs.lease_expires_at = NULL, jobs.updated_at = ",
+            )
+            .push_bind(now);
+            qb.build().execute(&mut *tx).await.store_err()?;
         }
         let settled = settle::settle::<MySql>(&mut tx, &finished, now).await?;
         tx.commit().await.store_err()?;
