@@ -14,6 +14,7 @@ use crate::api::auth::{TokenEntry, parse_tokens};
 use crate::cli::DEFAULT_DATABASE_URL;
 use crate::store::failpoint::Failpoints;
 use kyu_actors::Prefetch;
+use kyu_actors::flow::{FlowRules, FlowSetting};
 
 /// Every key `Settings::from_env` reads for operators (the crash-test hooks
 /// `KYU_LEDGER_PATH` and `KYU_FAILPOINTS` aside). `config/kyu.toml` documents each.
@@ -392,6 +393,15 @@ impl Env {
             .transpose()
     }
 
+    /// A list of tables (`[[kyu_…]]` in the file, a JSON list in the environment);
+    /// empty when unset.
+    fn table_list<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Vec<T>, ConfigError> {
+        self.raw(key).map_or(Ok(Vec::new()), |v| {
+            serde_json::from_str(v)
+                .map_err(|e| Self::bad(key, v, format!("expected a list of tables: {e}")))
+        })
+    }
+
     /// `KYU_PREFETCH`: a fixed number of jobs per worker (default 2) or "auto"
     /// (measured, at most `KYU_PREFETCH_MAX` jobs ahead).
     fn prefetch(&self) -> Result<Prefetch, ConfigError> {
@@ -603,28 +613,26 @@ impl Settings {
             s.remote_types = crate::handlers::remote_type::parse_remote_types(v)
                 .map_err(|m| Env::bad("KYU_REMOTE_TYPE", v, m))?;
         }
-        s.flow = kyu_actors::flow::FlowRules::from_json(
-            env.raw("KYU_CONCURRENCY"),
-            env.raw("KYU_CONCURRENCY_KEY"),
-            env.raw("KYU_TIER_PRIORITY"),
+        s.flow = FlowRules::new(
+            env.table_list("KYU_CONCURRENCY")?,
+            env.table_list("KYU_CONCURRENCY_KEY")?,
+            env.table_list("KYU_TIER_PRIORITY")?,
         )
-        .map_err(|m| Env::bad("KYU_CONCURRENCY", "[…]", m))?;
+        .map_err(|e| {
+            let key = match e.setting {
+                FlowSetting::Limits => "KYU_CONCURRENCY",
+                FlowSetting::Templates => "KYU_CONCURRENCY_KEY",
+                FlowSetting::Tiers => "KYU_TIER_PRIORITY",
+            };
+            Env::bad(key, "[…]", e.message)
+        })?;
         let rate = env
             .parse(
                 "KYU_FAIR_SHARE_RATE",
                 "a whole number of jobs per second (0: off)",
             )?
             .unwrap_or(kyu_actors::fair_share::DEFAULT_RATE);
-        let weights = match env.raw("KYU_FAIR_SHARE_WEIGHT") {
-            Some(v) => serde_json::from_str(v).map_err(|e| {
-                Env::bad(
-                    "KYU_FAIR_SHARE_WEIGHT",
-                    v,
-                    format!("expected a list of tables: {e}"),
-                )
-            })?,
-            None => Vec::new(),
-        };
+        let weights = env.table_list("KYU_FAIR_SHARE_WEIGHT")?;
         s.fair_share = kyu_actors::fair_share::FairShare::new(rate, weights)
             .map_err(|m| Env::bad("KYU_FAIR_SHARE_WEIGHT", "[…]", m))?;
         if let Some(v) = env.raw("KYU_TIERS") {

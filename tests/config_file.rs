@@ -45,4 +45,19 @@ fn an_unknown_or_bad_key_is_named() {
         .expect("loads");
     let err = Settings::from_env(&env).expect_err("bad duration refused");
     assert!(err.to_string().contains("KYU_LEASE"), "{err}");
+    // Each flow-control list names itself.
+    let env = Env::from_pairs([])
+        .with_toml(
+            "[[kyu_concurrency_key]]\ntype = \"sync\"\nkey = \"u:{user_id}\"",
+            "t.toml",
+        )
+        .expect("loads");
+    let err = Settings::from_env(&env).expect_err("bad template refused");
+    assert!(err.to_string().contains("KYU_CONCURRENCY_KEY"), "{err}");
+    let env = Env::from_pairs([(
+        "KYU_TIER_PRIORITY",
+        r#"[{"tier":"pro","type":"t","priority":11}]"#,
+    )]);
+    let err = Settings::from_env(&env).expect_err("bad priority refused");
+    assert!(err.to_string().contains("KYU_TIER_PRIORITY"), "{err}");
 }

@@ -56,6 +56,21 @@ pub struct FlowError {
     pub message: String,
 }
 
+/// Which of the three lists a bad rule came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowSetting {
+    Limits,
+    Templates,
+    Tiers,
+}
+
+/// A rule that cannot be used, and the list it is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowConfigError {
+    pub setting: FlowSetting,
+    pub message: String,
+}
+
 /// All flow-control settings, resolved once at start.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FlowRules {
@@ -70,26 +85,42 @@ impl FlowRules {
         limits: Vec<ConcurrencyRule>,
         templates: Vec<KeyTemplate>,
         tiers: Vec<TierPriority>,
-    ) -> Result<FlowRules, String> {
+    ) -> Result<FlowRules, FlowConfigError> {
+        let err = |setting, message| FlowConfigError { setting, message };
         for r in &limits {
             if r.key.is_empty() || r.limit == 0 || r.limit > MAX_CONCURRENCY_LIMIT {
-                return Err(format!(
-                    "concurrency rule {:?}: needs a key and a limit of 1 to {MAX_CONCURRENCY_LIMIT}",
-                    r.key
+                return Err(err(
+                    FlowSetting::Limits,
+                    format!(
+                        "concurrency rule {:?}: needs a key and a limit of 1 to {MAX_CONCURRENCY_LIMIT}",
+                        r.key
+                    ),
                 ));
             }
         }
         let mut by_type = HashMap::new();
         for t in templates {
-            fields(&t.key).map_err(|e| format!("concurrency key for {:?}: {e}", t.job_type))?;
+            fields(&t.key).map_err(|e| {
+                err(
+                    FlowSetting::Templates,
+                    format!("concurrency key for {:?}: {e}", t.job_type),
+                )
+            })?;
             if by_type.insert(t.job_type.clone(), t.key).is_some() {
-                return Err(format!("two concurrency keys for type {:?}", t.job_type));
+                return Err(err(
+                    FlowSetting::Templates,
+                    format!("two concurrency keys for type {:?}", t.job_type),
+                ));
             }
         }
         let mut by_tier = HashMap::new();
         for t in tiers {
-            let p = Priority::new(i64::from(t.priority))
-                .map_err(|e| format!("tier {:?} type {:?}: {e}", t.tier, t.job_type))?;
+            let p = Priority::new(i64::from(t.priority)).map_err(|e| {
+                err(
+                    FlowSetting::Tiers,
+                    format!("tier {:?} type {:?}: {e}", t.tier, t.job_type),
+                )
+            })?;
             by_tier.insert((t.tier, t.job_type), p);
         }
         Ok(FlowRules {
@@ -131,21 +162,6 @@ impl FlowRules {
         };
         let limit = limit.unwrap_or_else(|| self.limit_for(&key));
         Ok(Some(ConcurrencyKey { key, limit }))
-    }
-
-    /// Parses the JSON lists `KYU_CONCURRENCY`, `KYU_CONCURRENCY_KEY` and
-    /// `KYU_TIER_PRIORITY` take (absent: empty).
-    pub fn from_json(
-        limits: Option<&str>,
-        templates: Option<&str>,
-        tiers: Option<&str>,
-    ) -> Result<FlowRules, String> {
-        fn list<T: serde::de::DeserializeOwned>(v: Option<&str>) -> Result<Vec<T>, String> {
-            v.map_or(Ok(Vec::new()), |t| {
-                serde_json::from_str(t).map_err(|e| format!("expected a list of tables: {e}"))
-            })
-        }
-        FlowRules::new(list(limits)?, list(templates)?, list(tiers)?)
     }
 
     /// The priority a job of `job_type` gets for `tier`, if configured.
@@ -331,7 +347,7 @@ mod tests {
             vec![],
             vec![],
         );
-        assert!(lim.is_err());
+        assert_eq!(lim.unwrap_err().setting, FlowSetting::Limits);
     }
 
     #[test]

@@ -160,6 +160,14 @@ pub struct KeyState {
     pub queued: u64,
 }
 
+impl KeyState {
+    /// Queued jobs that cannot start until one of the running ones ends.
+    pub fn held(&self) -> u64 {
+        let free = u64::from(self.limit).saturating_sub(self.running);
+        self.queued.saturating_sub(free)
+    }
+}
+
 /// A queue the store knows about, with its pause flag.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueState {

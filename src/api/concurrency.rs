@@ -41,9 +41,8 @@ struct KeyQuery {
 
 impl KeyView {
     pub fn new(k: kyu_actors::store::KeyState) -> KeyView {
-        let free = u64::from(k.limit).saturating_sub(k.running);
         KeyView {
-            held: k.queued.saturating_sub(free),
+            held: k.held(),
             key: k.key,
             limit: k.limit,
             running: k.running,

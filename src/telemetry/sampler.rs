@@ -64,11 +64,10 @@ fn publish_keys(keys: &[KeyState]) {
     let mut full = 0u64;
     let mut held = 0u64;
     for k in keys {
-        let free = u64::from(k.limit).saturating_sub(k.running);
-        if free == 0 && k.queued > 0 {
+        if k.running >= u64::from(k.limit) && k.queued > 0 {
             full += 1;
         }
-        held += k.queued.saturating_sub(free);
+        held += k.held();
     }
     metrics::gauge!(KEYS_FULL).set(full as f64);
     metrics::gauge!(JOBS_HELD_BY_KEY).set(held as f64);
