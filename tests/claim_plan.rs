@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use kyu::store::claim_plan::{
     self, Backlog, PgJobsAccess, SqlitePlanLine, fill_mysql, fill_postgres, fill_sqlite,
-    mysql_jobs_accesses, now_ms, params, pg_jobs_accesses,
+    mysql_jobs_accesses, now_ms, params, pg_claim_range_pages, pg_jobs_accesses,
 };
 use kyu::store::testdb;
 use kyu::store::{MySqlStore, PgStore};
@@ -172,6 +172,53 @@ async fn postgres_claim_reads_index_ranges_bounded_by_its_limit() {
     }
 }
 
+/// A drain leaves the claimed jobs' old entries at the head of the claim indexes until
+/// the table is vacuumed, and every claim walks them: the leader's tidy vacuums once
+/// enough gathered, and a claim's pages fall back to what a few fresh rows cost.
+/// Autovacuum is off for the table, so only the tidy can do it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tidy_clears_the_dead_prefix_claims_walk() {
+    let Some((url, _guard)) = testdb::postgres_db().await else {
+        return;
+    };
+    let store = pg_store(&url).await;
+    sqlx::query("ALTER TABLE jobs SET (autovacuum_enabled = false)")
+        .execute(store.pool())
+        .await
+        .expect("autovacuum off");
+    fill_postgres(store.pool(), backlog(40_000))
+        .await
+        .expect("fill");
+    assert!(
+        !store.tidy_claim_indexes().await.expect("tidy"),
+        "nothing dead yet"
+    );
+    let p = params(1_000);
+    for _ in 0..30 {
+        assert_eq!(store.claim(&p).await.expect("claim").len(), 1_000);
+    }
+    let pages = || async {
+        let plan = claim_plan::postgres_plan(store.pool(), &params(LIMIT), now_ms())
+            .await
+            .expect("explain");
+        pg_claim_range_pages(&plan)
+    };
+    let before = pages().await;
+    // The claimers' counts reach pg_stat_user_tables when their backends flush them
+    // (within ~10 s of going idle).
+    let t = Instant::now();
+    while !store.tidy_claim_indexes().await.expect("tidy") {
+        assert!(t.elapsed().as_secs() < 30, "30,000 dead rows never seen");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let after = pages().await;
+    eprintln!("claim of {LIMIT}: its ranges read {before} pages before the tidy, {after} after");
+    assert!(
+        after * 3.0 < before,
+        "claim range pages {before} before the tidy, {after} after"
+    );
+}
+
 /// Ack and lease renewal of a claimed batch, on a fresh (never analyzed) table of 20,000
 /// jobs and after ANALYZE: no scan of jobs; rows read bounded by the running set (the
 /// jobs in flight), never the backlog.
@@ -235,8 +282,17 @@ async fn mysql_claim_reads_index_ranges_bounded_by_its_limit() {
         let plans = claim_plan::mysql_plans(store.pool(), &params(LIMIT), b.now)
             .await
             .expect("analyze");
-        assert!(!plans.is_empty());
-        for plan in &plans {
+        let (probe, ranges) = plans.split_first().expect("the probe's plan");
+        // Which types have queued jobs: one index dive per type, never a range.
+        for a in mysql_jobs_accesses(probe) {
+            assert!(
+                a.r_rows <= 1.0,
+                "{rows} rows: the probe read {} rows: {a:?}\n{probe:#}",
+                a.r_rows
+            );
+        }
+        assert!(!ranges.is_empty());
+        for plan in ranges {
             let accesses = mysql_jobs_accesses(plan);
             assert_eq!(accesses.len(), claim_plan::TYPES.len(), "{plan:#}");
             for a in &accesses {

@@ -359,6 +359,15 @@ pub trait Store: Send + Sync + 'static {
     /// Returns how many jobs it deleted.
     async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
 
+    /// Housekeeping of the claim's indexes, run by the leader about once a second. A
+    /// claim reads its index from the head, and on a backend where a claimed job's
+    /// old entry stays there until the table is vacuumed (PostgreSQL), a draining
+    /// backlog leaves a growing dead prefix that every claim walks; such a backend
+    /// removes it once enough has gathered. Returns whether it did any work.
+    async fn tidy_claim_indexes(&self) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
     // ---- Nodes, leadership and cron (several processes on one database) ----------
 
     /// Registers `node`, or records its heartbeat: `heartbeat_at` becomes the store's

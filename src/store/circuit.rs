@@ -313,6 +313,9 @@ impl Store for CircuitStore {
     async fn deregister(&self, id: &str) -> Result<(), StoreError> {
         write!(self, self.inner.deregister(id))
     }
+    async fn tidy_claim_indexes(&self) -> Result<bool, StoreError> {
+        write!(self, self.inner.tidy_claim_indexes())
+    }
     async fn prune_nodes(&self, dead_for: Duration) -> Result<u64, StoreError> {
         write!(self, self.inner.prune_nodes(dead_for))
     }

@@ -10,7 +10,7 @@
 use kyu_actors::store::ClaimParams;
 use sqlx::{MySqlPool, PgPool, QueryBuilder, Row, Sqlite, SqlitePool};
 
-use super::mysql::{ClaimBand, push_claim_branches};
+use super::mysql::{ClaimBand, push_claim_branches, push_present_probe};
 use super::postgres::{ACK_SQL, CLAIM_SQL, EXTEND_LEASES_SQL};
 use super::sqlite::push_claim_pick;
 
@@ -111,14 +111,15 @@ pub async fn fill_sqlite(pool: &SqlitePool, b: Backlog) -> Result<(), sqlx::Erro
     Ok(())
 }
 
-/// `EXPLAIN (ANALYZE, FORMAT JSON)` of [`CLAIM_SQL`], run and rolled back: the plan
-/// with actual rows. `pool` should be the store's (it plans with custom plans).
+/// `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)` of [`CLAIM_SQL`], run and rolled back:
+/// the plan with actual rows and pages. `pool` should be the store's (it plans with
+/// custom plans).
 pub async fn postgres_plan(
     pool: &PgPool,
     p: &ClaimParams,
     now: i64,
 ) -> Result<serde_json::Value, sqlx::Error> {
-    let sql = format!("EXPLAIN (ANALYZE, FORMAT JSON) {CLAIM_SQL}");
+    let sql = format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {CLAIM_SQL}");
     let mut tx = pool.begin().await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(now)
@@ -132,6 +133,31 @@ pub async fn postgres_plan(
         .await?;
     tx.rollback().await?;
     pg_json(&row)
+}
+
+/// Pages the claim index range reads of a [`postgres_plan`] touched (shared hits and
+/// reads of its `jobs_queued_age` and `jobs_claim` scans; the rest of a claim's pages
+/// are the updates of the rows it took).
+pub fn pg_claim_range_pages(plan: &serde_json::Value) -> f64 {
+    fn walk(v: &serde_json::Value) -> f64 {
+        match v {
+            serde_json::Value::Array(a) => a.iter().map(walk).sum(),
+            serde_json::Value::Object(o) => {
+                let range = matches!(
+                    o.get("Index Name").and_then(|n| n.as_str()),
+                    Some("jobs_queued_age" | "jobs_claim")
+                );
+                if range {
+                    let num = |k: &str| o.get(k).and_then(|x| x.as_f64()).unwrap_or(0.0);
+                    num("Shared Hit Blocks") + num("Shared Read Blocks")
+                } else {
+                    o.values().map(walk).sum()
+                }
+            }
+            _ => 0.0,
+        }
+    }
+    walk(plan)
 }
 
 /// `EXPLAIN (ANALYZE, FORMAT JSON)` of the ack ([`ACK_SQL`]) of `ids` (running,
@@ -255,8 +281,9 @@ pub async fn fill_postgres(pool: &PgPool, b: Backlog) -> Result<(), sqlx::Error>
 }
 
 /// `ANALYZE FORMAT=JSON` of each query of a MariaDB claim ([`super::mysql`]'s
-/// `push_claim_branches`): the aged band with `limit`, then the fresh band with what it
-/// left, as the store runs them, in one transaction rolled back. Needs MariaDB.
+/// `push_present_probe`, then `push_claim_branches`: the aged band with `limit`, then
+/// the fresh band with what it left), as the store runs them, in one transaction rolled
+/// back. The first plan is the probe's. Needs MariaDB.
 pub async fn mysql_plans(
     pool: &MySqlPool,
     p: &ClaimParams,
@@ -265,6 +292,12 @@ pub async fn mysql_plans(
     let cutoff = cutoff(now);
     let mut tx = pool.begin().await?;
     let mut plans = Vec::new();
+    // The probe for which types have queued jobs, then the claim's range reads.
+    let mut qb = QueryBuilder::new("ANALYZE FORMAT=JSON ");
+    push_present_probe(&mut qb, &p.types);
+    let row = qb.build().fetch_one(&mut *tx).await?;
+    let text: String = row.try_get_unchecked(0)?;
+    plans.push(serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))?);
     let mut taken = 0i64;
     for band in [ClaimBand::Aged(cutoff), ClaimBand::Fresh(cutoff)] {
         let left = i64::from(p.limit) - taken;

@@ -182,6 +182,9 @@ impl Store for FailpointStore {
     async fn deregister(&self, id: &str) -> Result<(), StoreError> {
         self.inner.deregister(id).await
     }
+    async fn tidy_claim_indexes(&self) -> Result<bool, StoreError> {
+        self.inner.tidy_claim_indexes().await
+    }
     async fn prune_nodes(&self, dead_for: Duration) -> Result<u64, StoreError> {
         self.inner.prune_nodes(dead_for).await
     }

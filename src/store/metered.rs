@@ -173,6 +173,9 @@ impl Store for MeteredStore {
     async fn deregister(&self, id: &str) -> Result<(), StoreError> {
         seen(self.inner.deregister(id).await)
     }
+    async fn tidy_claim_indexes(&self) -> Result<bool, StoreError> {
+        seen(self.inner.tidy_claim_indexes().await)
+    }
     async fn prune_nodes(&self, dead_for: Duration) -> Result<u64, StoreError> {
         seen(self.inner.prune_nodes(dead_for).await)
     }

@@ -12,6 +12,7 @@ mod hygiene;
 mod listing;
 pub mod metered;
 pub mod mysql;
+mod pg_vacuum;
 pub mod postgres;
 mod row;
 pub mod sqlite;

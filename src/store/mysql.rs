@@ -196,18 +196,20 @@ impl MySqlStore {
                 .store_err()?;
             ids = flow::pick::<MySql>(&mut tx, p, &paused, &self.key_cursor, limit).await?;
         }
-        // Which of the claim's types have queued jobs, and since when: a loose scan of
-        // jobs_aged, a row per type (not per job), taking no lock. Only those types get
-        // a locking range read, so a type with nothing queued costs no lock (each range
-        // read locks the index entry after it: a running job's, which its ack rewrites).
-        let mut qb = QueryBuilder::<MySql>::new(
-            "SELECT job_type, MIN(fair_at) FROM jobs FORCE INDEX (jobs_aged) \
-             WHERE status = 'queued' AND concurrency_key IS NULL AND job_type IN ",
-        );
-        push_id_list(&mut qb, &p.types);
-        qb.push(" GROUP BY job_type");
-        let present: Vec<(String, i64)> =
-            qb.build_query_as().fetch_all(&mut *tx).await.store_err()?;
+        // Which of the claim's types have queued jobs, and since when, taking no lock
+        // (see `push_present_probe`). Only the types found get a locking range read, so
+        // a type with nothing queued costs no lock (each range read locks the index
+        // entry after it: a running job's, which its ack rewrites).
+        let mut qb = QueryBuilder::<MySql>::new("");
+        push_present_probe(&mut qb, &p.types);
+        let present: Vec<(String, i64)> = qb
+            .build_query_as::<(String, Option<i64>)>()
+            .fetch_all(&mut *tx)
+            .await
+            .store_err()?
+            .into_iter()
+            .filter_map(|(t, oldest)| oldest.map(|o| (t, o)))
+            .collect();
         for band in [ClaimBand::Aged(cutoff), ClaimBand::Fresh(cutoff)] {
             let left = limit - ids.len() as i64;
             if left <= 0 || (matches!(band, ClaimBand::Aged(_)) && p.aged_before.is_none()) {
@@ -384,6 +386,26 @@ pub(crate) enum ClaimBand {
     Aged(i64),
     /// Due after the cutoff: best priority first.
     Fresh(i64),
+}
+
+/// Per type, the oldest `fair_at` of its queued plain jobs (NULL: none): the MIN of
+/// `jobs_aged` under its constant prefix (status, job_type, concurrency_key IS NULL),
+/// which MariaDB answers from one index dive ("Select tables optimized away"). One
+/// `GROUP BY job_type` over the types read every queued entry instead (no loose scan
+/// past the IS NULL key part): 73 ms per claim with 94,000 jobs queued.
+pub(crate) fn push_present_probe(qb: &mut QueryBuilder<MySql>, types: &[String]) {
+    for (i, t) in types.iter().enumerate() {
+        if i > 0 {
+            qb.push(" UNION ALL ");
+        }
+        qb.push("SELECT ")
+            .push_bind(t.clone())
+            .push(
+                ", MIN(fair_at) FROM jobs FORCE INDEX (jobs_aged) \
+                 WHERE status = 'queued' AND concurrency_key IS NULL AND job_type = ",
+            )
+            .push_bind(t.clone());
+    }
 }
 
 /// One claim query: per type, a range of its own index (`jobs_aged` or `jobs_claim`,

@@ -859,6 +859,10 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn tidy_claim_indexes(&self) -> Result<bool, StoreError> {
+        super::pg_vacuum::vacuum_jobs_if_due(&self.pool).await
+    }
+
     async fn prune_nodes(&self, dead_for: Duration) -> Result<u64, StoreError> {
         let now = self.now().await?;
         let done = sqlx::query("DELETE FROM nodes WHERE heartbeat_at < $1")

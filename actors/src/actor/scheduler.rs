@@ -1,9 +1,12 @@
 //! Scheduler: wakes the dispatcher when a delayed job falls due (on every node), and,
 //! only while this node is the leader ([`crate::cluster`]): rescues jobs whose lease
 //! expired or whose node died every rescue tick, prunes finished jobs (and rows of long
-//! dead nodes), and enqueues due cron ticks. It never claims; the dispatcher does.
+//! dead nodes), enqueues due cron ticks and lets the store tidy its claim indexes
+//! ([`crate::Store::tidy_claim_indexes`]). It never claims; the dispatcher does.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
@@ -19,6 +22,7 @@ pub enum SchedulerMsg {
     Tick,
     Prune,
     Cron,
+    Tidy,
     SetDispatcher(ActorRef<DispatcherMsg>),
 }
 
@@ -26,7 +30,13 @@ pub struct SchedulerState {
     deps: Arc<Deps>,
     dispatcher: ActorRef<DispatcherMsg>,
     cron: CronRunner,
+    /// A tidy of the claim indexes is under way (it runs beside the ticks: a vacuum
+    /// of a large table takes seconds, and rescues must not wait for it).
+    tidying: Arc<AtomicBool>,
 }
+
+/// How often the leader asks the store whether its claim indexes need tidying.
+const TIDY_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Actor for Scheduler {
     type Msg = SchedulerMsg;
@@ -40,6 +50,7 @@ impl Actor for Scheduler {
     ) -> Result<SchedulerState, ActorProcessingErr> {
         me.send_interval(deps.config.rescue_interval, || SchedulerMsg::Tick);
         me.send_interval(deps.config.prune_interval, || SchedulerMsg::Prune);
+        me.send_interval(TIDY_INTERVAL, || SchedulerMsg::Tidy);
         if !deps.cron.is_empty() {
             me.send_interval(deps.config.cron_interval, || SchedulerMsg::Cron);
         }
@@ -47,6 +58,7 @@ impl Actor for Scheduler {
             deps,
             dispatcher,
             cron: CronRunner::default(),
+            tidying: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -113,6 +125,18 @@ impl Actor for Scheduler {
                 }
             }
             SchedulerMsg::Prune => {}
+            SchedulerMsg::Tidy if st.deps.leadership.is_leader() => {
+                if !st.tidying.swap(true, Ordering::AcqRel) {
+                    let (store, tidying) = (st.deps.store.clone(), st.tidying.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = store.tidy_claim_indexes().await {
+                            tracing::warn!(error = %e, "tidying the claim indexes failed");
+                        }
+                        tidying.store(false, Ordering::Release);
+                    });
+                }
+            }
+            SchedulerMsg::Tidy => {}
             SchedulerMsg::Cron if st.deps.leadership.is_leader() => {
                 let now = st.deps.clock.now();
                 let catch_up = st.deps.config.cron_catch_up;

@@ -1,0 +1,45 @@
+//! PostgreSQL keeps a claimed job's old entry in the claim indexes (`jobs_claim`,
+//! `jobs_queued_age`, `jobs_key_queued`: partial on `status = 'queued'`) until the
+//! table is vacuumed. Claims read those indexes from the head, which is exactly where
+//! a drain leaves its dead entries, so between two vacuums every claim walks all the
+//! jobs claimed since the last one. Autovacuum visits a database once a minute at
+//! most (`autovacuum_naptime`) and only after a fifth of the table changed: a backlog
+//! of 100,000 jobs aged past the aging bound drained at half the rate of a fresh one,
+//! its claims reading ~1,500 index pages each.
+//!
+//! The leader therefore vacuums `jobs` itself once the dead rows reach
+//! [`MIN_DEAD`] plus a fiftieth of the live ones: often enough that the dead prefix
+//! stays short, seldom enough that a large table's vacuum (which reads every index)
+//! stays a small share of the database's time.
+
+use sqlx::PgPool;
+
+use super::error::SqlxResultExt;
+use kyu_actors::StoreError;
+
+/// Dead rows below which a vacuum is not worth its index scans.
+const MIN_DEAD: i64 = 10_000;
+
+/// Vacuums `jobs` if enough dead rows gathered; says whether it did. `SKIP_LOCKED`:
+/// an autovacuum already at work makes this one a no-op instead of a wait.
+/// `INDEX_CLEANUP ON`: the dead index entries are the point, so PostgreSQL may not
+/// skip them as it does when few heap pages hold dead rows.
+pub async fn vacuum_jobs_if_due(pool: &PgPool) -> Result<bool, StoreError> {
+    let (dead, live): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(n_dead_tup, 0), COALESCE(n_live_tup, 0) FROM pg_stat_user_tables \
+         WHERE relid = 'jobs'::regclass",
+    )
+    .fetch_optional(pool)
+    .await
+    .store_err()?
+    .unwrap_or((0, 0));
+    if dead < MIN_DEAD + live / 50 {
+        return Ok(false);
+    }
+    sqlx::raw_sql("VACUUM (SKIP_LOCKED, INDEX_CLEANUP ON) jobs")
+        .execute(pool)
+        .await
+        .store_err()?;
+    tracing::debug!(dead, live, "vacuumed jobs");
+    Ok(true)
+}
