@@ -257,6 +257,63 @@ impl MySqlStore {
         into_jobs_in_claim_order(rows, cutoff)
     }
 
+    /// Two statements per renewal, not two per lease (a node renews every job it
+    /// holds ahead, up to a thousand): lock the rows and check each lease's fence
+    /// (attempt, owner, running) here, then move every held lease in one UPDATE.
+    async fn extend_leases_once(
+        &self,
+        leases: &[JobLease],
+        lease: Duration,
+    ) -> Result<Vec<LeaseState>, StoreError> {
+        let now = self.now().await?;
+        let until = now.saturating_add(duration_ms(lease));
+        let mut tx = self.pool.begin().await.store_err()?;
+        let ids: Vec<String> = leases.iter().map(|l| l.id.to_string()).collect();
+        let mut qb = QueryBuilder::<MySql>::new(
+            "SELECT id, attempts, lease_owner, status, cancel_requested FROM jobs WHERE id IN ",
+        );
+        push_id_list(&mut qb, &ids);
+        qb.push(" FOR UPDATE");
+        let rows: Vec<(String, i32, Option<String>, String, bool)> =
+            qb.build_query_as().fetch_all(&mut *tx).await.store_err()?;
+        let rows: HashMap<String, (i32, Option<String>, String, bool)> = rows
+            .into_iter()
+            .map(|(id, attempts, owner, status, cancel)| (id, (attempts, owner, status, cancel)))
+            .collect();
+        let out: Vec<LeaseState> = leases
+            .iter()
+            .zip(&ids)
+            .map(|(l, id)| {
+                let hit = rows.get(id).filter(|(attempts, owner, status, _)| {
+                    status == "running"
+                        && *attempts == l.attempt as i32
+                        && owner.as_deref() == Some(l.owner.as_str())
+                });
+                LeaseState {
+                    id: l.id,
+                    held: hit.is_some(),
+                    cancel_requested: hit.is_some_and(|h| h.3),
+                }
+            })
+            .collect();
+        let held: Vec<String> = out
+            .iter()
+            .filter(|s| s.held)
+            .map(|s| s.id.to_string())
+            .collect();
+        if !held.is_empty() {
+            let mut qb = QueryBuilder::<MySql>::new("UPDATE jobs SET lease_expires_at = ");
+            qb.push_bind(until)
+                .push(", updated_at = ")
+                .push_bind(now)
+                .push(" WHERE id IN ");
+            push_id_list(&mut qb, &held);
+            qb.build().execute(&mut *tx).await.store_err()?;
+        }
+        tx.commit().await.store_err()?;
+        Ok(out)
+    }
+
     async fn ack_once(&self, acks: &[Ack]) -> Result<Vec<bool>, StoreError> {
         if acks.is_empty() {
             return Ok(Vec::new());
@@ -575,38 +632,7 @@ impl Store for MySqlStore {
         if leases.is_empty() {
             return Ok(Vec::new());
         }
-        let now = self.now().await?;
-        let until = now.saturating_add(duration_ms(lease));
-        let mut tx = self.pool.begin().await.store_err()?;
-        let mut out = Vec::with_capacity(leases.len());
-        for l in leases {
-            let done = sqlx::query(
-                "UPDATE jobs SET lease_expires_at = ?, updated_at = ? \
-                 WHERE id = ? AND attempts = ? AND lease_owner = ? AND status = 'running'",
-            )
-            .bind(until)
-            .bind(now)
-            .bind(l.id.to_string())
-            .bind(l.attempt as i32)
-            .bind(&l.owner)
-            .execute(&mut *tx)
-            .await
-            .store_err()?;
-            let held = done.rows_affected() == 1;
-            let cancel_requested = held
-                && sqlx::query_scalar::<_, bool>("SELECT cancel_requested FROM jobs WHERE id = ?")
-                    .bind(l.id.to_string())
-                    .fetch_one(&mut *tx)
-                    .await
-                    .store_err()?;
-            out.push(LeaseState {
-                id: l.id,
-                held,
-                cancel_requested,
-            });
-        }
-        tx.commit().await.store_err()?;
-        Ok(out)
+        retry_deadlocks(|| self.extend_leases_once(leases, lease)).await
     }
 
     async fn set_progress(&self, l: &JobLease, progress: u8) -> Result<bool, StoreError> {

@@ -10,7 +10,7 @@
 //! `synchronous_commit = off`: a database crash can undo the last few, which puts their
 //! jobs back through lease rescue — at least once, as after any node death.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -492,16 +492,21 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await
             .store_err()?;
+        // By id, not a search per lease: a node renews every job it holds ahead.
+        let held: HashMap<String, (i32, String, bool)> = held
+            .into_iter()
+            .map(|(id, attempt, owner, cancel)| (id, (attempt, owner, cancel)))
+            .collect();
         Ok(leases
             .iter()
             .map(|l| {
-                let hit = held.iter().find(|(id, a, o, _)| {
-                    *id == l.id.to_string() && *a as u32 == l.attempt && *o == l.owner
-                });
+                let hit = held
+                    .get(&l.id.to_string())
+                    .filter(|(a, o, _)| *a as u32 == l.attempt && *o == l.owner);
                 LeaseState {
                     id: l.id,
                     held: hit.is_some(),
-                    cancel_requested: hit.is_some_and(|h| h.3),
+                    cancel_requested: hit.is_some_and(|h| h.2),
                 }
             })
             .collect())
