@@ -42,6 +42,7 @@ use super::row::{
     JobRow, LiveRow, NodeRow, aged_cutoff, claim_order, counts_from_rows, into_jobs_in_claim_order,
     job_columns, leases_from_rows, live_counts_from_rows, nodes_from_rows, parse_id, parse_status,
 };
+use super::sqlite_plans::stable_plans;
 use super::workflow::prune::{self, prunable};
 use super::workflow::{insert, read, settle};
 use super::write::{
@@ -102,12 +103,14 @@ impl SqliteStore {
             .pragma("cache_size", "-32000");
         let durable = SqlitePoolOptions::new()
             .max_connections(2)
+            .after_connect(stable_plans)
             .after_release(release_clean::<Sqlite>)
             .connect_with(opts.clone().synchronous(SqliteSynchronous::Full))
             .await
             .store_err()?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .after_connect(stable_plans)
             .after_release(release_clean::<Sqlite>)
             .connect_with(opts.synchronous(SqliteSynchronous::Normal))
             .await
