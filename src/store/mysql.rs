@@ -269,30 +269,16 @@ impl MySqlStore {
         let until = now.saturating_add(duration_ms(lease));
         let mut tx = self.pool.begin().await.store_err()?;
         let ids: Vec<String> = leases.iter().map(|l| l.id.to_string()).collect();
-        let mut qb = QueryBuilder::<MySql>::new(
-            "SELECT id, attempts, lease_owner, status, cancel_requested FROM jobs WHERE id IN ",
-        );
-        push_id_list(&mut qb, &ids);
-        qb.push(" FOR UPDATE");
-        let rows: Vec<(String, i32, Option<String>, String, bool)> =
-            qb.build_query_as().fetch_all(&mut *tx).await.store_err()?;
-        let rows: HashMap<String, (i32, Option<String>, String, bool)> = rows
-            .into_iter()
-            .map(|(id, attempts, owner, status, cancel)| (id, (attempts, owner, status, cancel)))
-            .collect();
+        let fences = lock_fences(&mut tx, &ids).await?;
         let out: Vec<LeaseState> = leases
             .iter()
             .zip(&ids)
             .map(|(l, id)| {
-                let hit = rows.get(id).filter(|(attempts, owner, status, _)| {
-                    status == "running"
-                        && *attempts == l.attempt as i32
-                        && owner.as_deref() == Some(l.owner.as_str())
-                });
+                let hit = fences.get(id).filter(|f| f.holds(l));
                 LeaseState {
                     id: l.id,
                     held: hit.is_some(),
-                    cancel_requested: hit.is_some_and(|h| h.3),
+                    cancel_requested: hit.is_some_and(|f| f.cancel_requested),
                 }
             })
             .collect();
@@ -324,31 +310,17 @@ impl MySqlStore {
         // ack's fence (attempt, owner, running) here, then write every ack that holds
         // in one UPDATE joined to the batch's values.
         let ids: Vec<String> = acks.iter().map(|a| a.lease.id.to_string()).collect();
-        let mut qb = QueryBuilder::<MySql>::new(
-            "SELECT id, attempts, lease_owner, status FROM jobs WHERE id IN ",
-        );
-        push_id_list(&mut qb, &ids);
-        qb.push(" FOR UPDATE");
-        let rows: Vec<(String, i32, Option<String>, String)> =
-            qb.build_query_as().fetch_all(&mut *tx).await.store_err()?;
-        let mut holds: HashMap<String, (i32, Option<String>, bool)> = rows
-            .into_iter()
-            .map(|(id, attempts, owner, status)| (id, (attempts, owner, status == "running")))
-            .collect();
+        let mut fences = lock_fences(&mut tx, &ids).await?;
         let mut out = Vec::with_capacity(acks.len());
         let mut finished: Vec<String> = Vec::new();
         let mut writes: Vec<(String, AckWrite)> = Vec::new();
         for (a, id) in acks.iter().zip(ids) {
-            let applied = holds
-                .get_mut(&id)
-                .is_some_and(|(attempts, owner, running)| {
-                    let ok = *running
-                        && *attempts == a.lease.attempt as i32
-                        && owner.as_deref() == Some(a.lease.owner.as_str());
-                    // A second ack of the same attempt in this batch finds it written.
-                    *running &= !ok;
-                    ok
-                });
+            let applied = fences.get_mut(&id).is_some_and(|f| {
+                let ok = f.holds(&a.lease);
+                // A second ack of the same attempt in this batch finds it written.
+                f.running &= !ok;
+                ok
+            });
             out.push(applied);
             if applied {
                 let w = AckWrite::new(&a.outcome, now);
@@ -443,6 +415,46 @@ pub(crate) enum ClaimBand {
     Aged(i64),
     /// Due after the cutoff: best priority first.
     Fresh(i64),
+}
+
+/// A job's fence as a batch (acks, renewals) locked it: what a lease must match.
+struct Fence {
+    attempts: i32,
+    owner: Option<String>,
+    running: bool,
+    cancel_requested: bool,
+}
+
+impl Fence {
+    fn holds(&self, l: &JobLease) -> bool {
+        self.running
+            && self.attempts == l.attempt as i32
+            && self.owner.as_deref() == Some(l.owner.as_str())
+    }
+}
+
+/// Locks the rows of `ids` (`FOR UPDATE`) and reads their fences, by id: one
+/// statement for a whole batch, whose fences are then checked in Rust.
+async fn lock_fences(tx: &mut Tx, ids: &[String]) -> Result<HashMap<String, Fence>, StoreError> {
+    let mut qb = QueryBuilder::<MySql>::new(
+        "SELECT id, attempts, lease_owner, status, cancel_requested FROM jobs WHERE id IN ",
+    );
+    push_id_list(&mut qb, ids);
+    qb.push(" FOR UPDATE");
+    let rows: Vec<(String, i32, Option<String>, String, bool)> =
+        qb.build_query_as().fetch_all(&mut **tx).await.store_err()?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, attempts, owner, status, cancel_requested)| {
+            let fence = Fence {
+                attempts,
+                owner,
+                running: status == "running",
+                cancel_requested,
+            };
+            (id, fence)
+        })
+        .collect())
 }
 
 /// Per type, the oldest `fair_at` of its queued plain jobs (NULL: none): the MIN of
