@@ -327,6 +327,8 @@ pub struct MySqlJobsAccess {
     /// Rows read per loop (`r_rows`).
     pub r_rows: f64,
     pub r_loops: f64,
+    /// Answered from the index alone ("Using index"): no primary-key lookup per row.
+    pub covering: bool,
 }
 
 /// Every access to `jobs` in a MariaDB `ANALYZE FORMAT=JSON` plan.
@@ -346,6 +348,7 @@ pub fn mysql_jobs_accesses(plan: &serde_json::Value) -> Vec<MySqlJobsAccess> {
                         key: o.get("key").and_then(|t| t.as_str()).map(str::to_owned),
                         r_rows: num("r_rows"),
                         r_loops: num("r_loops"),
+                        covering: o.get("using_index").and_then(|x| x.as_bool()) == Some(true),
                     });
                 }
                 o.values().for_each(|x| walk(x, out));

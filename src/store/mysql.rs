@@ -300,6 +300,31 @@ impl MySqlStore {
         Ok(out)
     }
 
+    /// READ COMMITTED: under REPEATABLE READ the range delete gap-locks the newest
+    /// finished entries of `jobs_finished`, exactly where every ack inserts, and InnoDB
+    /// broke the tie by killing one of them (seen draining a million jobs).
+    async fn prune_once(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let mut conn = self.pool.acquire().await.store_err()?;
+        conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            .await
+            .store_err()?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.store_err()?;
+        let done = sqlx::query(concat!(
+            "DELETE FROM jobs WHERE status IN ('completed', 'failed', 'canceled') \
+             AND finished_at < ?",
+            prunable!(),
+            " ORDER BY finished_at LIMIT ?"
+        ))
+        .bind(to_millis(before))
+        .bind(i64::from(limit))
+        .execute(&mut *tx)
+        .await
+        .store_err()?;
+        prune::prune_workflows::<MySql>(&mut *tx, limit).await?;
+        tx.commit().await.store_err()?;
+        Ok(done.rows_affected())
+    }
+
     async fn ack_once(&self, acks: &[Ack]) -> Result<Vec<bool>, StoreError> {
         if acks.is_empty() {
             return Ok(Vec::new());
@@ -490,15 +515,19 @@ pub(crate) fn push_claim_branches(
     band: ClaimBand,
     limit: i64,
 ) {
-    let (index, order) = match band {
-        ClaimBand::Aged(_) => ("jobs_aged", "fair_at, id"),
-        ClaimBand::Fresh(_) => ("jobs_claim", "priority DESC, fair_at, id"),
+    // The aged band's order has no priority, and reading it would cost every
+    // candidate a primary-key lookup (jobs_aged does not hold it): 0 keeps it covering.
+    let (index, priority, order) = match band {
+        ClaimBand::Aged(_) => ("jobs_aged", "0", "fair_at, id"),
+        ClaimBand::Fresh(_) => ("jobs_claim", "priority", "priority DESC, fair_at, id"),
     };
     for (i, t) in types.iter().enumerate() {
         if i > 0 {
             qb.push(" UNION ALL ");
         }
-        qb.push("(SELECT id, priority, fair_at FROM jobs FORCE INDEX (")
+        qb.push("(SELECT id, ")
+            .push(priority)
+            .push(", fair_at FROM jobs FORCE INDEX (")
             .push(index)
             .push(") WHERE status = 'queued' AND job_type = ")
             .push_bind(t.clone())
@@ -877,20 +906,7 @@ impl Store for MySqlStore {
     }
 
     async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
-        let mut conn = self.pool.acquire().await.store_err()?;
-        let done = sqlx::query(concat!(
-            "DELETE FROM jobs WHERE status IN ('completed', 'failed', 'canceled') \
-             AND finished_at < ?",
-            prunable!(),
-            " ORDER BY finished_at LIMIT ?"
-        ))
-        .bind(to_millis(before))
-        .bind(i64::from(limit))
-        .execute(&mut *conn)
-        .await
-        .store_err()?;
-        prune::prune_workflows::<MySql>(&mut conn, limit).await?;
-        Ok(done.rows_affected())
+        retry_deadlocks(|| self.prune_once(before, limit)).await
     }
 
     async fn heartbeat(&self, node: &NodeInfo) -> Result<(), StoreError> {
