@@ -888,3 +888,62 @@ async fn a_job_claimed_late_renews_its_lease_before_it_starts() {
     );
     h.stop().await;
 }
+
+/// A finished job whose ack waits (a slow or briefly absent database) keeps its lease:
+/// it has left the dispatcher's renewals, so the acker renews it until the ack lands,
+/// and the leader does not rescue a job that ran and run it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_job_keeps_its_lease_while_its_ack_waits() {
+    let clock = Arc::new(ManualClock::fixed());
+    let store = Arc::new(MemoryStore::new(clock.clone()));
+    let id = store
+        .enqueue(NewJob::new("rec", json!({ "i": 1 })))
+        .await
+        .unwrap()
+        .id;
+    store.hold_acks(true);
+    let cfg = EngineConfig {
+        lease: Duration::from_millis(600),
+        ..config(1)
+    };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut h = start_on(
+        store.clone(),
+        clock.clone(),
+        cfg,
+        vec![("rec", Arc::new(Recorder(seen.clone())))],
+        |b| b,
+    )
+    .await;
+    h.finished(1).await;
+    // Two thirds of the lease pass on the store's clock while the ack waits.
+    clock.advance(Duration::from_millis(400));
+    let renewals = || store.extended().iter().filter(|j| **j == id).count();
+    let before = renewals();
+    // A dispatcher renewal sent just before the job finished may land once more;
+    // two more can only be the acker's, made at the advanced clock.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while renewals() < before + 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the waiting ack's lease was not renewed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Past the lease the job had when it finished: the leader finds nothing to rescue.
+    clock.advance(Duration::from_millis(400));
+    let rescued = store.rescue_expired(1000).await.unwrap();
+    assert!(!rescued.contains(&id), "a job that ran was rescued");
+    store.hold_acks(false);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while h.job(id).await.status != JobStatus::Completed {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ack never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(h.job(id).await.attempts, 1);
+    assert_eq!(seen.lock().unwrap().len(), 1, "the job ran twice");
+    h.stop().await;
+}

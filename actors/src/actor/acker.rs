@@ -3,6 +3,9 @@
 //! from batching without a timer delaying the first ack. A failed write is retried
 //! with back-off; nothing is dropped. A fenced ack (lease lost) is logged and counted.
 //! Finished jobs and failed attempts are counted for metrics once their ack is written.
+//! A finished job leaves the dispatcher's renewals, so while its ack waits (behind a
+//! slow write, or a write retried while the database is away) the acker renews its
+//! lease: a job that ran is not rescued and run again because its ack was slow.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use super::supervisor::SupervisorMsg;
 use super::{Counters, Deps};
 use crate::events::EngineEvent;
-use crate::store::{Ack, Outcome, StoreError};
+use crate::store::{Ack, JobLease, Outcome, StoreError};
 use crate::telemetry;
 
 pub struct Acker;
@@ -36,6 +39,9 @@ pub enum AckerMsg {
     Ack(Ack, Option<JobLabels>),
     Written(Result<Vec<bool>, StoreError>, Vec<Ack>),
     RetryWrite,
+    /// Renew the leases of acks that have waited a while.
+    Renew,
+    Renewed,
     /// Replies once every outcome received so far is written.
     Flush(RpcReplyPort<()>),
 }
@@ -50,6 +56,11 @@ pub struct AckerState {
     waiters: Vec<RpcReplyPort<()>>,
     /// Labels of buffered or in-flight acks, by (job, attempt).
     labels: HashMap<(uuid::Uuid, u32), JobLabels>,
+    /// When each buffered or in-flight ack arrived (or its lease was last renewed).
+    since: HashMap<(uuid::Uuid, u32), tokio::time::Instant>,
+    /// The batch being written.
+    in_flight: Vec<JobLease>,
+    renewing: bool,
 }
 
 impl AckerState {
@@ -64,12 +75,54 @@ impl AckerState {
         }
         let n = self.buffer.len().min(self.deps.config.ack_batch);
         let batch: Vec<Ack> = self.buffer.drain(..n).collect();
+        self.in_flight = batch.iter().map(|a| a.lease.clone()).collect();
         self.writing = true;
         let store = self.deps.store.clone();
         let me = myself.clone();
         tokio::spawn(async move {
             let r = store.ack(&batch).await;
             let _ = me.cast(AckerMsg::Written(r, batch));
+        });
+    }
+
+    /// Renews, in one call, the leases of acks older than a sixth of the lease: a
+    /// finished job's lease had at least two thirds left when it finished (the
+    /// dispatcher renews running jobs every third), so its ack is renewed with a third
+    /// left at least. The store's fences make a renewal of an ack that lands first a
+    /// no-op.
+    fn renew(&mut self, myself: &ActorRef<AckerMsg>) {
+        if self.renewing {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let old = self.deps.config.lease / 6;
+        let leases: Vec<JobLease> = self
+            .buffer
+            .iter()
+            .map(|a| &a.lease)
+            .chain(&self.in_flight)
+            .filter(|l| {
+                self.since
+                    .get(&(l.id, l.attempt))
+                    .is_some_and(|t| now.duration_since(*t) >= old)
+            })
+            .cloned()
+            .collect();
+        if leases.is_empty() {
+            return;
+        }
+        for l in &leases {
+            self.since.insert((l.id, l.attempt), now);
+        }
+        self.renewing = true;
+        let store = self.deps.store.clone();
+        let lease = self.deps.config.lease;
+        let me = myself.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.extend_leases(&leases, lease).await {
+                tracing::warn!(error = %e, leases = leases.len(), "renewing the leases of unwritten acks failed");
+            }
+            let _ = me.cast(AckerMsg::Renewed);
         });
     }
 }
@@ -81,9 +134,10 @@ impl Actor for Acker {
 
     async fn pre_start(
         &self,
-        _me: ActorRef<AckerMsg>,
+        me: ActorRef<AckerMsg>,
         (deps, sup): (Arc<Deps>, ActorRef<SupervisorMsg>),
     ) -> Result<AckerState, ActorProcessingErr> {
+        me.send_interval(deps.config.lease / 6, || AckerMsg::Renew);
         Ok(AckerState {
             deps,
             sup,
@@ -92,6 +146,9 @@ impl Actor for Acker {
             failures: 0,
             waiters: Vec::new(),
             labels: HashMap::new(),
+            since: HashMap::new(),
+            in_flight: Vec::new(),
+            renewing: false,
         })
     }
 
@@ -106,11 +163,17 @@ impl Actor for Acker {
                 if let Some(l) = labels {
                     st.labels.insert((a.lease.id, a.lease.attempt), l);
                 }
+                st.since
+                    .insert((a.lease.id, a.lease.attempt), tokio::time::Instant::now());
                 st.buffer.push(a);
                 st.write(&me);
             }
             AckerMsg::Written(Ok(applied), batch) => {
                 st.writing = false;
+                st.in_flight.clear();
+                for a in &batch {
+                    st.since.remove(&(a.lease.id, a.lease.attempt));
+                }
                 st.failures = 0;
                 let c = &st.deps.counters;
                 let mut fenced = 0;
@@ -155,6 +218,7 @@ impl Actor for Acker {
             }
             AckerMsg::Written(Err(e), batch) => {
                 st.writing = false;
+                st.in_flight.clear();
                 st.failures += 1;
                 let wait = Duration::from_millis(50) * (1u32 << st.failures.min(7));
                 tracing::error!(error = %e, pending = batch.len() + st.buffer.len(),
@@ -165,6 +229,8 @@ impl Actor for Acker {
                 st.writing = true; // hold writes until the retry
                 me.send_after(wait, || AckerMsg::RetryWrite);
             }
+            AckerMsg::Renew => st.renew(&me),
+            AckerMsg::Renewed => st.renewing = false,
             AckerMsg::RetryWrite => {
                 st.writing = false;
                 st.write(&me);

@@ -142,6 +142,8 @@ pub struct MemoryStore {
     claim_delay: Mutex<Duration>,
     /// Every job id whose lease an `extend_leases` call renewed, in order.
     extended: Mutex<Vec<Uuid>>,
+    /// While true, acks wait (a database slow to write them).
+    acks_held: tokio::sync::watch::Sender<bool>,
 }
 
 impl MemoryStore {
@@ -151,7 +153,13 @@ impl MemoryStore {
             clock,
             claim_delay: Mutex::new(Duration::ZERO),
             extended: Mutex::new(Vec::new()),
+            acks_held: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Holds every ack (written when released) or releases them.
+    pub fn hold_acks(&self, held: bool) {
+        self.acks_held.send_replace(held);
     }
 
     /// Makes every claim take `d` (real time) before it answers.
@@ -353,6 +361,8 @@ impl Store for MemoryStore {
     }
 
     async fn ack(&self, acks: &[Ack]) -> Result<Vec<bool>, StoreError> {
+        let mut held = self.acks_held.subscribe();
+        let _ = held.wait_for(|held| !*held).await;
         let now = self.clock.now();
         let mut st = self.lock();
         Ok(acks
