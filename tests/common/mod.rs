@@ -21,7 +21,8 @@ pub fn kyu_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_kyu"))
 }
 
-/// A scratch directory removed on drop.
+/// A scratch directory removed on drop (kept when `KYU_KEEP_TEST_DIRS` is set, to read
+/// the nodes' logs after a failure).
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
@@ -37,7 +38,9 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if std::env::var_os("KYU_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 

@@ -329,17 +329,25 @@ impl DispatcherState {
         let (id, timeout, job_type) = (job.id, job.timeout, job.job_type.clone());
         let t = token.clone();
         let me = me.clone();
-        let span = tracing::info_span!("job", %id, r#type = %job_type, queue = %job.queue, attempt = job.attempts);
-        self.deps.jobs.spawn(tracing::Instrument::instrument(
-            async move {
-                let r = match handler {
-                    Some(h) => run_attempt(h, ctx, timeout, t).await,
-                    None => RunResult::Unknown(job_type),
-                };
-                let _ = me.cast(DispatcherMsg::Finished(id, r));
-            },
-            span,
-        ));
+        // A root span, and the Finished message sent outside it: ractor hands a
+        // message the sender's span and handles it inside, so a job started on
+        // another's Finished would be that job's child, every job of a busy node one
+        // chain, and the chain's last close recursed through all of them (a stack
+        // overflow that killed nodes draining with kyu_prefetch = "auto").
+        let span = tracing::info_span!(parent: None, "job", %id, r#type = %job_type, queue = %job.queue, attempt = job.attempts);
+        self.deps.jobs.spawn(async move {
+            let r = tracing::Instrument::instrument(
+                async move {
+                    match handler {
+                        Some(h) => run_attempt(h, ctx, timeout, t).await,
+                        None => RunResult::Unknown(job_type),
+                    }
+                },
+                span,
+            )
+            .await;
+            let _ = me.cast(DispatcherMsg::Finished(id, r));
+        });
         self.running.insert(
             id,
             Running {
