@@ -85,11 +85,10 @@ impl AckerState {
         });
     }
 
-    /// Renews, in one call, the leases of acks older than a sixth of the lease: a
-    /// finished job's lease had at least two thirds left when it finished (the
-    /// dispatcher renews running jobs every third), so its ack is renewed with a third
-    /// left at least. The store's fences make a renewal of an ack that lands first a
-    /// no-op.
+    /// Renews, in one call, the leases of acks that have waited a sixth of the lease
+    /// or more (checked every sixth): an ack's lease is renewed at most a third of the
+    /// lease after its job finished, as the dispatcher renews running jobs every third.
+    /// The store's fences make the renewal of an ack that landed first a no-op.
     fn renew(&mut self, myself: &ActorRef<AckerMsg>) {
         if self.renewing {
             return;
