@@ -25,6 +25,7 @@ use kyu_actors::{
     WorkflowCreated, WorkflowRecord,
 };
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::pool::PoolConnection;
 use sqlx::{Executor, MySql, MySqlPool, QueryBuilder};
 use std::str::FromStr;
 use uuid::Uuid;
@@ -148,6 +149,17 @@ impl MySqlStore {
         .transpose()
     }
 
+    /// A connection whose next transaction runs at READ COMMITTED: its range reads and
+    /// deletes lock the rows they touch, not the gaps beside them, where other
+    /// transactions insert.
+    async fn read_committed(&self) -> Result<PoolConnection<MySql>, StoreError> {
+        let mut conn = self.pool.acquire().await.store_err()?;
+        conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            .await
+            .store_err()?;
+        Ok(conn)
+    }
+
     async fn claim_once(&self, p: &ClaimParams) -> Result<Vec<Job>, StoreError> {
         if p.types.is_empty() || p.limit == 0 {
             return Ok(Vec::new());
@@ -160,10 +172,7 @@ impl MySqlStore {
         // READ COMMITTED: the claim's range reads lock the rows they return, not the
         // gaps and next keys around them (REPEATABLE READ would, once per type, and
         // those next keys are running jobs' index entries that acks must rewrite).
-        let mut conn = self.pool.acquire().await.store_err()?;
-        conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-            .await
-            .store_err()?;
+        let mut conn = self.read_committed().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await.store_err()?;
 
         let due: Vec<String> = sqlx::query_scalar(
@@ -304,10 +313,7 @@ impl MySqlStore {
     /// finished entries of `jobs_finished`, exactly where every ack inserts, and InnoDB
     /// broke the tie by killing one of them (seen draining a million jobs).
     async fn prune_once(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
-        let mut conn = self.pool.acquire().await.store_err()?;
-        conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-            .await
-            .store_err()?;
+        let mut conn = self.read_committed().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await.store_err()?;
         let done = sqlx::query(concat!(
             "DELETE FROM jobs WHERE status IN ('completed', 'failed', 'canceled') \
