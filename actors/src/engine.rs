@@ -133,6 +133,7 @@ impl EngineBuilder {
             limiter,
             probe: self.probe,
             counters: Counters::default(),
+            unwritten: Default::default(),
             jobs: jobs.handle().clone(),
             leadership: self.leadership,
             cron: self.cron,

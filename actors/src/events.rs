@@ -17,6 +17,8 @@ pub enum EngineEvent {
     WorkerReplaced(Uuid),
     /// This many outcomes were written; `fenced` of them were refused (lease lost).
     Acked { written: usize, fenced: usize },
+    /// The dispatcher held a claim back: this many outcomes wait unwritten.
+    AcksBehind(usize),
     /// Expired leases rescued by the scheduler.
     Rescued(usize),
     /// Jobs of dead nodes rescued by the leader.

@@ -947,3 +947,67 @@ async fn a_finished_job_keeps_its_lease_while_its_ack_waits() {
     assert_eq!(seen.lock().unwrap().len(), 1, "the job ran twice");
     h.stop().await;
 }
+
+/// A node whose acks cannot be written (a database slow to write) stops claiming once
+/// more than two batches of outcomes wait, and claims again when they land: it never
+/// runs far ahead of its acknowledgements, whose leases would otherwise pile up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stops_claiming_while_its_acks_lag() {
+    let clock = Arc::new(ManualClock::fixed());
+    let store = Arc::new(MemoryStore::new(clock.clone()));
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        ids.push(
+            store
+                .enqueue(NewJob::new("rec", json!({ "i": i })))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    store.hold_acks(true);
+    let cfg = EngineConfig {
+        ack_batch: 4,
+        ..config(2)
+    };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut h = start_on(
+        store.clone(),
+        clock,
+        cfg,
+        vec![("rec", Arc::new(Recorder(seen.clone())))],
+        |b| b,
+    )
+    .await;
+    h.until("a claim held back", |e| {
+        matches!(e, EngineEvent::AcksBehind(_))
+    })
+    .await;
+    // Asked again, it holds back again (the wake-up's claim is the one refused).
+    h.engine.wake();
+    h.until("a claim held back again", |e| {
+        matches!(e, EngineEvent::AcksBehind(_))
+    })
+    .await;
+    let mut queued = 0;
+    for id in &ids {
+        if h.job(*id).await.status == JobStatus::Queued {
+            queued += 1;
+        }
+    }
+    // Two batches of 4, the one in flight, a pool of 2 and its prefetch: never 100.
+    assert!(queued >= 80, "claimed {} while acks lagged", 100 - queued);
+    store.hold_acks(false);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    for id in &ids {
+        while h.job(*id).await.status != JobStatus::Completed {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not every job completed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    assert_eq!(seen.lock().unwrap().len(), 100, "a job ran twice");
+    h.stop().await;
+}

@@ -6,6 +6,10 @@
 //! A finished job leaves the dispatcher's renewals, so while its ack waits (behind a
 //! slow write, or a write retried while the database is away) the acker renews its
 //! lease: a job that ran is not rescued and run again because its ack was slow.
+//! Writes and renewals go in job-id order, so the two (and the dispatcher's renewals)
+//! lock rows alike and never deadlock each other. How many outcomes wait unwritten is
+//! published for the dispatcher ([`super::UnwrittenAcks`]), which stops claiming
+//! while the acker falls behind.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,7 +45,8 @@ pub enum AckerMsg {
     RetryWrite,
     /// Renew the leases of acks that have waited a while.
     Renew,
-    Renewed,
+    /// A renewal's answer, with the leases it asked for.
+    Renewed(Result<tokio::time::Instant, StoreError>, Vec<JobLease>),
     /// Replies once every outcome received so far is written.
     Flush(RpcReplyPort<()>),
 }
@@ -51,7 +56,12 @@ pub struct AckerState {
     /// The supervisor, which forwards a wake-up to the current dispatcher.
     sup: ActorRef<SupervisorMsg>,
     buffer: Vec<Ack>,
+    /// A write is in flight.
     writing: bool,
+    /// A failed write waits for its retry.
+    backing_off: bool,
+    /// A renewal is in flight.
+    renewing: bool,
     failures: u32,
     waiters: Vec<RpcReplyPort<()>>,
     /// Labels of buffered or in-flight acks, by (job, attempt).
@@ -60,13 +70,20 @@ pub struct AckerState {
     since: HashMap<(uuid::Uuid, u32), tokio::time::Instant>,
     /// The batch being written.
     in_flight: Vec<JobLease>,
-    renewing: bool,
 }
 
 impl AckerState {
+    /// Publishes how many outcomes wait unwritten.
+    fn publish(&self) {
+        self.deps
+            .unwritten
+            .set(self.buffer.len() + self.in_flight.len());
+    }
+
     fn write(&mut self, myself: &ActorRef<AckerMsg>) {
-        if self.writing || self.buffer.is_empty() {
-            if !self.writing {
+        let idle = !self.writing && !self.backing_off;
+        if !idle || self.buffer.is_empty() {
+            if idle {
                 for w in self.waiters.drain(..) {
                     let _ = w.send(());
                 }
@@ -74,7 +91,8 @@ impl AckerState {
             return;
         }
         let n = self.buffer.len().min(self.deps.config.ack_batch);
-        let batch: Vec<Ack> = self.buffer.drain(..n).collect();
+        let mut batch: Vec<Ack> = self.buffer.drain(..n).collect();
+        batch.sort_by_key(|a| a.lease.id);
         self.in_flight = batch.iter().map(|a| a.lease.clone()).collect();
         self.writing = true;
         let store = self.deps.store.clone();
@@ -88,14 +106,13 @@ impl AckerState {
     /// Renews, in one call, the leases of acks that have waited a sixth of the lease
     /// or more (checked every sixth): an ack's lease is renewed at most a third of the
     /// lease after its job finished, as the dispatcher renews running jobs every third.
-    /// The store's fences make the renewal of an ack that landed first a no-op.
     fn renew(&mut self, myself: &ActorRef<AckerMsg>) {
         if self.renewing {
             return;
         }
         let now = tokio::time::Instant::now();
         let old = self.deps.config.lease / 6;
-        let leases: Vec<JobLease> = self
+        let mut leases: Vec<JobLease> = self
             .buffer
             .iter()
             .map(|a| &a.lease)
@@ -110,18 +127,16 @@ impl AckerState {
         if leases.is_empty() {
             return;
         }
-        for l in &leases {
-            self.since.insert((l.id, l.attempt), now);
-        }
+        leases.sort_by_key(|l| l.id);
         self.renewing = true;
         let store = self.deps.store.clone();
         let lease = self.deps.config.lease;
         let me = myself.clone();
         tokio::spawn(async move {
-            if let Err(e) = store.extend_leases(&leases, lease).await {
-                tracing::warn!(error = %e, leases = leases.len(), "renewing the leases of unwritten acks failed");
-            }
-            let _ = me.cast(AckerMsg::Renewed);
+            let sent = tokio::time::Instant::now();
+            let r = store.extend_leases(&leases, lease).await.map(|_| ());
+            // Renewed as of when it was sent: the next renewal is due from then.
+            let _ = me.cast(AckerMsg::Renewed(r.map(|()| sent), leases));
         });
     }
 }
@@ -137,17 +152,19 @@ impl Actor for Acker {
         (deps, sup): (Arc<Deps>, ActorRef<SupervisorMsg>),
     ) -> Result<AckerState, ActorProcessingErr> {
         me.send_interval(deps.config.lease / 6, || AckerMsg::Renew);
+        deps.unwritten.set(0);
         Ok(AckerState {
             deps,
             sup,
             buffer: Vec::new(),
             writing: false,
+            backing_off: false,
+            renewing: false,
             failures: 0,
             waiters: Vec::new(),
             labels: HashMap::new(),
             since: HashMap::new(),
             in_flight: Vec::new(),
-            renewing: false,
         })
     }
 
@@ -170,6 +187,10 @@ impl Actor for Acker {
             AckerMsg::Written(Ok(applied), batch) => {
                 st.writing = false;
                 st.in_flight.clear();
+                st.publish();
+                if st.deps.unwritten.release() {
+                    let _ = st.sup.cast(SupervisorMsg::AcksWritten);
+                }
                 for a in &batch {
                     st.since.remove(&(a.lease.id, a.lease.attempt));
                 }
@@ -225,13 +246,27 @@ impl Actor for Acker {
                 let mut rest = std::mem::take(&mut st.buffer);
                 st.buffer = batch;
                 st.buffer.append(&mut rest);
-                st.writing = true; // hold writes until the retry
+                st.backing_off = true; // hold writes until the retry
                 me.send_after(wait, || AckerMsg::RetryWrite);
             }
             AckerMsg::Renew => st.renew(&me),
-            AckerMsg::Renewed => st.renewing = false,
+            AckerMsg::Renewed(r, leases) => {
+                st.renewing = false;
+                match r {
+                    Ok(sent) => {
+                        for l in &leases {
+                            if let Some(t) = st.since.get_mut(&(l.id, l.attempt)) {
+                                *t = sent;
+                            }
+                        }
+                    }
+                    // Left as they were: the next tick tries them again.
+                    Err(e) => tracing::warn!(error = %e, leases = leases.len(),
+                        "renewing the leases of unwritten acks failed"),
+                }
+            }
             AckerMsg::RetryWrite => {
-                st.writing = false;
+                st.backing_off = false;
                 st.write(&me);
             }
             AckerMsg::Flush(reply) => {
@@ -239,6 +274,7 @@ impl Actor for Acker {
                 st.write(&me);
             }
         }
+        st.publish();
         Ok(())
     }
 }

@@ -69,6 +69,8 @@ pub enum DispatcherMsg {
     DueTimer,
     /// The one look again after an empty claim ([`RECHECK_AFTER`]).
     Recheck,
+    /// The acker wrote outcomes this dispatcher held a claim back for.
+    AcksWritten,
     /// A claim for this many jobs returned, after this long.
     Claimed(u32, Result<Vec<Job>, StoreError>, Duration),
     Finished(Uuid, RunResult),
@@ -216,6 +218,13 @@ impl DispatcherState {
             && have < target
             && (have < free || have <= target / 2)
         {
+            // More than a full batch of outcomes waits behind the one being written:
+            // the acker is behind, and jobs claimed now would only widen the gap.
+            if self.deps.unwritten.over(2 * self.deps.config.ack_batch) {
+                let behind = self.deps.unwritten.get();
+                self.deps.events.emit(EngineEvent::AcksBehind(behind));
+                return;
+            }
             let limit = (target.saturating_sub(have) as u32).clamp(1, self.deps.config.claim_batch);
             self.claims_in_flight += 1;
             self.requested += limit as usize;
@@ -421,8 +430,10 @@ impl DispatcherState {
         }
     }
 
+    /// Renews the leases of running and held jobs, in job-id order as the acker
+    /// writes: statements over the same rows lock them alike and never deadlock.
     fn renew(&mut self, me: &ActorRef<DispatcherMsg>) {
-        let leases: Vec<_> = self
+        let mut leases: Vec<_> = self
             .running
             .values()
             .map(|r| &r.job)
@@ -432,6 +443,7 @@ impl DispatcherState {
         if leases.is_empty() {
             return;
         }
+        leases.sort_by_key(|l| l.id);
         let store = self.deps.store.clone();
         let lease = self.deps.config.lease;
         let me = me.clone();
@@ -733,6 +745,7 @@ impl Actor for Dispatcher {
                 }
                 st.arm_due_timer(&me);
             }
+            DispatcherMsg::AcksWritten => st.pump(&me).await,
             DispatcherMsg::Wake | DispatcherMsg::Recheck | DispatcherMsg::Poll => {
                 let poll = matches!(msg, DispatcherMsg::Poll);
                 if matches!(msg, DispatcherMsg::Wake) || (poll && st.deps.config.fetch_on_poll) {

@@ -45,6 +45,8 @@ pub struct Supervisor;
 
 pub enum SupervisorMsg {
     Wake,
+    /// The acker wrote a batch the dispatcher waited for.
+    AcksWritten,
     Fetch(crate::remote::PendingFetch),
     DueAt(Vec<chrono::DateTime<chrono::Utc>>),
     StopWorker(String),
@@ -166,6 +168,9 @@ impl Actor for Supervisor {
         match msg {
             SupervisorMsg::Wake => {
                 let _ = st.dispatcher.cast(DispatcherMsg::Wake);
+            }
+            SupervisorMsg::AcksWritten => {
+                let _ = st.dispatcher.cast(DispatcherMsg::AcksWritten);
             }
             SupervisorMsg::Fetch(f) => {
                 let _ = st.dispatcher.cast(DispatcherMsg::Fetch(f));
