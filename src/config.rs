@@ -402,8 +402,8 @@ impl Env {
         })
     }
 
-    /// `KYU_PREFETCH`: a fixed number of jobs per worker (default 2) or "auto"
-    /// (measured, at most `KYU_PREFETCH_MAX` jobs ahead).
+    /// `KYU_PREFETCH`: "auto" (the default: measured, at most `KYU_PREFETCH_MAX` jobs
+    /// ahead) or a fixed number of jobs per worker.
     fn prefetch(&self) -> Result<Prefetch, ConfigError> {
         let max: u32 = self
             .parse("KYU_PREFETCH_MAX", "a whole number")?

@@ -20,16 +20,14 @@ pub enum Prefetch {
     PerWorker(u32),
 }
 
-/// Fixed by default. Jobs held ahead start only while a third of their lease is left
-/// (the dispatcher renews them first otherwise), so a claim that returns late cannot
-/// hand a job to a slot after the leader began rescuing it. `Auto` drains no-op jobs
-/// 2–4× faster, and what made CI's multi-node kill tests fail with it (nodes dying of
-/// a stack overflow in tracing: job spans chained through ractor's message spans) is
-/// fixed; it stays opt-in because PostgreSQL's aged million drains at 41 % of a fresh
-/// run with it (not yet profiled).
+/// Measured by default. Jobs held ahead start only while a third of their lease is
+/// left (the dispatcher renews them first otherwise), so a claim that returns late
+/// cannot hand a job to a slot after the leader began rescuing it; and the dispatcher
+/// claims nothing while its acker is behind (`UnwrittenAcks`), so a node never runs
+/// far ahead of its acknowledgements. `PerWorker(n)` is the fixed alternative.
 impl Default for Prefetch {
     fn default() -> Self {
-        Prefetch::PerWorker(2)
+        Prefetch::Auto { max: AUTO_MAX }
     }
 }
 
