@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use kyu_actors::rate_limit::Limit;
-use kyu_actors::{Engine, EngineConfig, HandlerRegistry, Reading, ResourceProbe, Store};
+use kyu_actors::{
+    Engine, EngineBuilder, EngineConfig, HandlerRegistry, Reading, ResourceProbe, Store,
+};
 
 use crate::chaos::handler::LedgerJob;
 use crate::chaos::ledger::Ledger;
@@ -67,9 +69,13 @@ pub async fn open_store(s: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(fp) = s.failpoints {
         store = fp.wrap(store);
     }
-    Ok(store::circuit::CircuitStore::wrap(
-        store::metered::MeteredStore::wrap(store),
-    ))
+    Ok(guard_store(store))
+}
+
+/// `store` counted for metrics, behind the circuit breaker: the store every engine and
+/// API of a process uses (`kyu bench` too, so it measures what `kyu serve` does).
+pub fn guard_store(store: Arc<dyn Store>) -> Arc<dyn Store> {
+    store::circuit::CircuitStore::wrap(store::metered::MeteredStore::wrap(store))
 }
 
 /// The job types this process runs: the built-ins, the seed's jobs (`src/handlers`) and
@@ -103,6 +109,17 @@ pub async fn start_engine(
     handlers: HandlerRegistry,
     redis: Option<&Arc<crate::redis::Link>>,
 ) -> anyhow::Result<Engine> {
+    Ok(engine_builder(s, store, handlers, redis)?.start().await?)
+}
+
+/// The engine [`start_engine`] starts, not yet started (`kyu bench` adds its event
+/// sink to it).
+pub fn engine_builder(
+    s: &Settings,
+    store: Arc<dyn Store>,
+    handlers: HandlerRegistry,
+    redis: Option<&Arc<crate::redis::Link>>,
+) -> anyhow::Result<EngineBuilder> {
     let cron = crate::cluster::cron_entries(s, &handlers)?;
     // Maintenance (rescue, pruning, cron) runs only while this node is elected leader:
     // the caller starts the node agent with `engine.leadership()`.
@@ -129,7 +146,7 @@ pub async fn start_engine(
     if s.autoscale {
         b = b.probe(Arc::new(Probe(SystemProbe::new()?)));
     }
-    Ok(b.start().await?)
+    Ok(b)
 }
 
 /// Runs until a signal, then stops gracefully.

@@ -1,19 +1,26 @@
 //! `kyu bench`: the engine workload (docs/benchmarks.md), in-process. W1: enqueue N no-op jobs in
-//! batches of 1,000, then start the engine (fixed pool) and time the drain until the
-//! N-th outcome is durable. W2: the engine idle for 2 s, then 2,000 single enqueues at
-//! 200/s; latency is job start − enqueue call. Three runs; medians and ranges.
+//! batches of 1,000, then start the engine and time the drain until the N-th outcome is
+//! durable. W2: the engine idle for 2 s, then 2,000 single enqueues at 200/s; latency is
+//! job start − enqueue call. Three runs; medians and ranges.
+//!
+//! The engine is wired as `kyu serve` wires it, with its default settings and a pool of
+//! `--concurrency` workers (`JOB_QUEUE_WORKER_COUNT`): the metered store behind the
+//! circuit breaker, the metrics recorder, the autoscaler, leadership and the node agent.
+//! `--prefetch` and `--claim-batch` make a tuned run.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kyu_actors::{Engine, EngineConfig, EngineEvent, NewJob, Prefetch, Store};
+use kyu_actors::{EngineConfig, EngineEvent, NewJob, Prefetch, Store};
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::cli::BenchArgs;
+use crate::cluster::Role;
+use crate::config::Settings;
 use crate::store::testdb::{DbGuard, scratch_mysql, scratch_postgres, sqlite_file};
 use crate::store::{Backend, StoreOptions};
 
@@ -39,6 +46,8 @@ pub struct EngineBenchReport {
     pub version: &'static str,
     pub n: u32,
     pub concurrency: usize,
+    /// `--prefetch` or `--claim-batch` was given: not kyu's defaults, label it so.
+    pub tuned: bool,
     pub enqueue_per_s: f64,
     pub drain_per_s: f64,
     pub drain_steady_per_s: f64,
@@ -53,6 +62,8 @@ pub struct EngineBenchReport {
 }
 
 pub async fn run(args: &BenchArgs) -> anyhow::Result<EngineBenchReport> {
+    // As `kyu serve` does: every metric the engine records is recorded.
+    crate::telemetry::exporter::install();
     let mut runs = Vec::new();
     let mut backend = "sqlite";
     for i in 0..args.runs.max(1) {
@@ -79,6 +90,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<EngineBenchReport> {
         version: env!("CARGO_PKG_VERSION"),
         n: args.jobs,
         concurrency: args.concurrency,
+        tuned: args.prefetch.is_some() || args.claim_batch.is_some(),
         enqueue_per_s: med("enqueue_per_s", |r| r.enqueue_per_s),
         drain_per_s: med("drain_per_s", |r| r.drain_per_s),
         drain_steady_per_s: med("drain_steady_per_s", |r| r.drain_steady_per_s),
@@ -109,8 +121,23 @@ pub(crate) async fn open_scratch(url: Option<&str>) -> anyhow::Result<(Arc<dyn S
     Ok((crate::store::open(&db, opts).await?, guard))
 }
 
-/// A fixed pool of `concurrency` workers; prefetch and claim size are kyu's defaults
-/// unless the run is tuned.
+/// `kyu serve`'s default settings with a pool of `--concurrency` workers; prefetch and
+/// claim size are kyu's defaults unless the run is tuned.
+fn serve_settings(args: &BenchArgs) -> Settings {
+    let d = Settings::default();
+    let c = args.concurrency.max(1);
+    Settings {
+        database_url: args.database_url.clone().unwrap_or(d.database_url.clone()),
+        worker_count: c,
+        workers_max: d.workers_max.max(c),
+        batch_size: args.claim_batch.unwrap_or(d.batch_size),
+        prefetch: args.prefetch.map_or(d.prefetch, Prefetch::PerWorker),
+        ..d
+    }
+}
+
+/// A fixed pool of `concurrency` workers (the HTTP bench); prefetch and claim size are
+/// kyu's defaults unless the run is tuned.
 pub(crate) fn config(
     concurrency: usize,
     prefetch: Option<u32>,
@@ -144,12 +171,14 @@ async fn one_run(store: Arc<dyn Store>, args: &BenchArgs) -> anyhow::Result<RunF
     // W1: drain.
     let (tx, mut rx) = mpsc::unbounded_channel();
     let t0 = Instant::now();
-    let engine = Engine::builder()
-        .store(store.clone())
-        .config(config(args.concurrency, args.prefetch, args.claim_batch))
-        .events(tx)
-        .start()
-        .await?;
+    let s = serve_settings(args);
+    let store = crate::worker::guard_store(store);
+    let engine =
+        crate::worker::engine_builder(&s, store.clone(), crate::worker::handlers(&s)?, None)?
+            .events(tx)
+            .start()
+            .await?;
+    let node = crate::worker::start_engine_node(store.clone(), &s, Role::Worker, &engine).await;
     let mut first_start = None;
     let mut done = 0usize;
     while done < n {
@@ -208,6 +237,7 @@ async fn one_run(store: Arc<dyn Store>, args: &BenchArgs) -> anyhow::Result<RunF
     }
     drop(lat_tx);
     let lat = collector.await?;
+    node.shutdown().await;
     engine.shutdown(Duration::from_secs(5)).await?;
     let pct = |p: f64| -> f64 {
         if lat.is_empty() {
