@@ -152,7 +152,12 @@ impl Actor for Acker {
         (deps, sup): (Arc<Deps>, ActorRef<SupervisorMsg>),
     ) -> Result<AckerState, ActorProcessingErr> {
         me.send_interval(deps.config.lease / 6, || AckerMsg::Renew);
+        // A restarted acker starts empty (what the old one held is rescued by lease):
+        // a dispatcher waiting on the old one's writes need not wait for a poll.
         deps.unwritten.set(0);
+        if deps.unwritten.release() {
+            let _ = sup.cast(SupervisorMsg::AcksWritten);
+        }
         Ok(AckerState {
             deps,
             sup,
