@@ -56,10 +56,8 @@ pub struct AckerState {
     /// The supervisor, which forwards a wake-up to the current dispatcher.
     sup: ActorRef<SupervisorMsg>,
     buffer: Vec<Ack>,
-    /// A write is in flight.
+    /// A write is in flight, or a failed one waits for its retry.
     writing: bool,
-    /// A failed write waits for its retry.
-    backing_off: bool,
     /// A renewal is in flight.
     renewing: bool,
     failures: u32,
@@ -81,9 +79,8 @@ impl AckerState {
     }
 
     fn write(&mut self, myself: &ActorRef<AckerMsg>) {
-        let idle = !self.writing && !self.backing_off;
-        if !idle || self.buffer.is_empty() {
-            if idle {
+        if self.writing || self.buffer.is_empty() {
+            if !self.writing {
                 for w in self.waiters.drain(..) {
                     let _ = w.send(());
                 }
@@ -134,9 +131,9 @@ impl AckerState {
         let me = myself.clone();
         tokio::spawn(async move {
             let sent = tokio::time::Instant::now();
-            let r = store.extend_leases(&leases, lease).await.map(|_| ());
             // Renewed as of when it was sent: the next renewal is due from then.
-            let _ = me.cast(AckerMsg::Renewed(r.map(|()| sent), leases));
+            let r = store.extend_leases(&leases, lease).await.map(|_| sent);
+            let _ = me.cast(AckerMsg::Renewed(r, leases));
         });
     }
 }
@@ -163,7 +160,6 @@ impl Actor for Acker {
             sup,
             buffer: Vec::new(),
             writing: false,
-            backing_off: false,
             renewing: false,
             failures: 0,
             waiters: Vec::new(),
@@ -251,7 +247,7 @@ impl Actor for Acker {
                 let mut rest = std::mem::take(&mut st.buffer);
                 st.buffer = batch;
                 st.buffer.append(&mut rest);
-                st.backing_off = true; // hold writes until the retry
+                st.writing = true; // hold writes until the retry
                 me.send_after(wait, || AckerMsg::RetryWrite);
             }
             AckerMsg::Renew => st.renew(&me),
@@ -271,7 +267,7 @@ impl Actor for Acker {
                 }
             }
             AckerMsg::RetryWrite => {
-                st.backing_off = false;
+                st.writing = false;
                 st.write(&me);
             }
             AckerMsg::Flush(reply) => {
