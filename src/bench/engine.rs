@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kyu_actors::{EngineConfig, EngineEvent, NewJob, Prefetch, Store};
+use kyu_actors::{EngineEvent, NewJob, Prefetch, Store};
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -123,7 +123,7 @@ pub(crate) async fn open_scratch(url: Option<&str>) -> anyhow::Result<(Arc<dyn S
 
 /// `kyu serve`'s default settings with a pool of `--concurrency` workers; prefetch and
 /// claim size are kyu's defaults unless the run is tuned.
-fn serve_settings(args: &BenchArgs) -> Settings {
+pub(crate) fn serve_settings(args: &BenchArgs) -> Settings {
     let d = Settings::default();
     let c = args.concurrency.max(1);
     Settings {
@@ -132,26 +132,6 @@ fn serve_settings(args: &BenchArgs) -> Settings {
         workers_max: d.workers_max.max(c),
         batch_size: args.claim_batch.unwrap_or(d.batch_size),
         prefetch: args.prefetch.map_or(d.prefetch, Prefetch::PerWorker),
-        ..d
-    }
-}
-
-/// A fixed pool of `concurrency` workers (the HTTP bench); prefetch and claim size are
-/// kyu's defaults unless the run is tuned.
-pub(crate) fn config(
-    concurrency: usize,
-    prefetch: Option<u32>,
-    claim_batch: Option<u32>,
-) -> EngineConfig {
-    let c = concurrency.max(1);
-    let d = EngineConfig::default();
-    EngineConfig {
-        workers: c,
-        min_workers: c,
-        max_workers: c,
-        autoscale: false,
-        claim_batch: claim_batch.unwrap_or(d.claim_batch),
-        prefetch: prefetch.map_or(d.prefetch, Prefetch::PerWorker),
         ..d
     }
 }

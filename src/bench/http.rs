@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::api::server::{self, ServerOptions};
 use crate::api::{self, AppState, Limits};
-use crate::bench::engine::{config, open_scratch, peak_rss_mb, round2};
+use crate::bench::engine::{open_scratch, peak_rss_mb, round2, serve_settings};
 use crate::cli::BenchArgs;
 
 const BATCH: usize = 1000;
@@ -55,10 +55,12 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<HttpBenchReport> {
     for i in 0..args.runs.max(1) {
         let (store, _guard) = open_scratch(args.database_url.as_deref()).await?;
         backend = store.backend();
+        // The engine and store as `kyu serve` builds them (see the engine bench).
+        let s = serve_settings(args);
+        let store = crate::worker::guard_store(store);
+        let handlers = crate::worker::handlers(&s)?;
         let engine = Arc::new(
-            kyu_actors::Engine::builder()
-                .store(store.clone())
-                .config(config(args.concurrency, args.prefetch, args.claim_batch))
+            crate::worker::engine_builder(&s, store.clone(), handlers.clone(), None)?
                 .start()
                 .await?,
         );
@@ -72,7 +74,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<HttpBenchReport> {
                 max_batch: BATCH,
                 default_max_retries: 3,
             },
-            kyu_actors::HandlerRegistry::with_builtins(),
+            handlers,
             crate::wake::Publisher::none(),
         );
         let listener = TcpListener::bind("127.0.0.1:0").await?;
