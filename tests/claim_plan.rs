@@ -102,6 +102,31 @@ async fn sqlite_claim_reads_index_ranges_bounded_by_its_limit() {
     }
 }
 
+/// The ack looks each batch row up by key: it never walks the running jobs (by a
+/// status index) and scans the batch for each, a cost that grew with the jobs a node
+/// holds ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_ack_looks_up_each_acked_job_by_key() {
+    let (store, _other, _guard) = testdb::sqlite_file(Arc::new(kyu_actors::SystemClock)).await;
+    fill_sqlite(store.pool(), backlog(1_000))
+        .await
+        .expect("fill");
+    let plan = claim_plan::sqlite_ack_plan(store.pool())
+        .await
+        .expect("explain");
+    let text: Vec<&str> = plan.iter().map(|l| l.detail.as_str()).collect();
+    let jobs: Vec<&&str> = text.iter().filter(|d| d.contains(" jobs ")).collect();
+    assert_eq!(
+        jobs,
+        [&"SEARCH jobs USING INDEX sqlite_autoindex_jobs_1 (id=?)"],
+        "{text:#?}"
+    );
+    // The batch is the outer loop: its scan comes before the lookup.
+    let scan_u = text.iter().position(|d| *d == "SCAN u");
+    let search = text.iter().position(|d| d.starts_with("SEARCH jobs"));
+    assert!(scan_u.is_some() && scan_u < search, "{text:#?}");
+}
+
 /// Below this many rows PostgreSQL may read the whole table rather than look the picked
 /// rows up one by one (a few dozen pages: it costs less than 100 index probes). That is
 /// a choice by size, taken alike with and without statistics, and bounded by it.

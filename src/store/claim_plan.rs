@@ -12,7 +12,7 @@ use sqlx::{MySqlPool, PgPool, QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::mysql::{ClaimBand, push_claim_branches, push_present_probe};
 use super::postgres::{ACK_SQL, CLAIM_SQL, EXTEND_LEASES_SQL};
-use super::sqlite::push_claim_pick;
+use super::sqlite::{self, push_claim_pick};
 
 /// Types every fill writes jobs of, and every plan claims (the builtins, as `kyu serve`
 /// claims them): the jobs are all `noop`, the other two ranges are empty.
@@ -84,6 +84,21 @@ pub async fn sqlite_plan(
     let mut qb = QueryBuilder::<Sqlite>::new("EXPLAIN QUERY PLAN ");
     push_claim_pick(&mut qb, p, cutoff(now), &[]);
     let rows = qb.build().fetch_all(pool).await?;
+    sqlite_plan_lines(&rows)
+}
+
+/// `EXPLAIN QUERY PLAN` of the ack's write ([`sqlite::ACK_SQL`]).
+pub async fn sqlite_ack_plan(pool: &SqlitePool) -> Result<Vec<SqlitePlanLine>, sqlx::Error> {
+    let sql = format!("EXPLAIN QUERY PLAN {}", sqlite::ACK_SQL);
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind("[]")
+        .bind(0i64)
+        .fetch_all(pool)
+        .await?;
+    sqlite_plan_lines(&rows)
+}
+
+fn sqlite_plan_lines(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<SqlitePlanLine>, sqlx::Error> {
     rows.iter()
         .map(|r| {
             Ok(SqlitePlanLine {
