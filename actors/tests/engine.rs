@@ -1011,3 +1011,66 @@ async fn a_node_stops_claiming_while_its_acks_lag() {
     assert_eq!(seen.lock().unwrap().len(), 100, "a job ran twice");
     h.stop().await;
 }
+
+/// A claim that comes back short of its limit took every claimable job: the node then
+/// claims again only when woken (one recheck aside), not once per finished job, which
+/// would send an empty claim through the store for every job an idle node runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_node_claims_again_only_when_woken() {
+    let clock = Arc::new(ManualClock::fixed());
+    let store = Arc::new(MemoryStore::new(clock.clone()));
+    for i in 0..6 {
+        store
+            .enqueue(NewJob::new("rec", json!({ "i": i })))
+            .await
+            .unwrap();
+    }
+    let cfg = EngineConfig {
+        prefetch: Prefetch::PerWorker(10),
+        poll_interval: Duration::from_secs(3600),
+        ..config(2)
+    };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut h = start_on(
+        store,
+        clock,
+        cfg,
+        vec![("rec", Arc::new(Recorder(seen.clone())))],
+        |b| b,
+    )
+    .await;
+    let mut claims = Vec::new();
+    let (mut finished, mut written) = (0, 0);
+    // All three jobs run and their outcomes are written; the recheck's claim comes.
+    h.until("6 jobs done and the recheck", |e| {
+        match e {
+            EngineEvent::Claimed(n) => claims.push(*n),
+            EngineEvent::Finished(..) => finished += 1,
+            EngineEvent::Acked { written: w, .. } => written += w,
+            _ => {}
+        }
+        finished >= 6 && written >= 6 && claims.len() >= 2
+    })
+    .await;
+    assert_eq!(
+        claims,
+        [6, 0],
+        "one claim took all six, the recheck found none"
+    );
+    h.engine.wake();
+    h.until("the wake-up's claim", |e| {
+        if let EngineEvent::Claimed(n) = e {
+            claims.push(*n);
+            return true;
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        claims,
+        [6, 0, 0],
+        "claimed with nothing to claim and no wake-up"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 6);
+    h.stop().await;
+}

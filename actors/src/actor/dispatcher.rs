@@ -135,6 +135,12 @@ pub struct DispatcherState {
     /// The current claim comes from a [`DispatcherMsg::Recheck`]: if it is empty too,
     /// the dispatcher parks for good (until a wake-up).
     rechecking: bool,
+    /// The last claim took every claimable job (it came back short of its limit) and no
+    /// wake-up came since: nothing is claimed until one does (an enqueue, a due job, a
+    /// written ack that freed a key or settled a workflow, the recheck, the poll). A
+    /// finished job alone does not make a job claimable; without this, every job that
+    /// finished sent an empty claim through the store's one writer.
+    dry: bool,
     backlog: bool,
     draining: bool,
     drain_waiters: Vec<RpcReplyPort<()>>,
@@ -215,6 +221,7 @@ impl DispatcherState {
         let have = self.pending.len() + self.requested;
         let free = self.pool_size.saturating_sub(self.running.len());
         if self.claims_in_flight < MAX_CLAIMS_IN_FLIGHT
+            && !self.dry
             && have < target
             && (have < free || have <= target / 2)
         {
@@ -715,6 +722,7 @@ impl Actor for Dispatcher {
             requested: 0,
             rewake: false,
             rechecking: false,
+            dry: false,
             backlog: false,
             draining: false,
             drain_waiters: Vec::new(),
@@ -752,6 +760,7 @@ impl Actor for Dispatcher {
                     st.wake_fetches(&me);
                 }
                 st.rechecking = matches!(msg, DispatcherMsg::Recheck);
+                st.dry = false;
                 st.token_wake_at = None;
                 if st.claims_in_flight > 0 {
                     st.rewake = true;
@@ -790,11 +799,15 @@ impl Actor for Dispatcher {
                             }
                             st.pending.extend(jobs);
                         }
-                        if got == 0 && !st.rewake && !st.draining {
-                            // Nothing claimable: stay idle until something says there
-                            // may be (an enqueue here or on another node, a finished
-                            // job, a due delayed job, the poll). Claiming again at once
-                            // would spin on the store while idle.
+                        // Short of its limit: the claim took all there was, unless a
+                        // wake-up came while it ran.
+                        let rewake = std::mem::take(&mut st.rewake);
+                        st.dry = got < limit as usize && !rewake && !st.draining;
+                        if st.dry {
+                            // Stay idle until something says there may be more (an
+                            // enqueue here or on another node, a due delayed job, a
+                            // written ack that freed a key, the poll). Claiming again
+                            // at once would spin on the store while idle.
                             st.start_eligible(&me).await;
                             if !std::mem::take(&mut st.rechecking) {
                                 me.send_after(RECHECK_AFTER, || DispatcherMsg::Recheck);
@@ -802,11 +815,8 @@ impl Actor for Dispatcher {
                         } else {
                             st.pump(&me).await;
                         }
-                        // Jobs came (more may wait) or a wake-up arrived meanwhile: go again.
-                        if (got > 0 || std::mem::take(&mut st.rewake))
-                            && st.claims_in_flight == 0
-                            && !st.draining
-                        {
+                        // A full claim (more may wait) or a wake-up arrived meanwhile: go again.
+                        if !st.dry && st.claims_in_flight == 0 && !st.draining {
                             let _ = me.cast(DispatcherMsg::Wake);
                         }
                     }
