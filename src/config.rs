@@ -214,7 +214,7 @@ impl Default for Settings {
             workers_max: 10,
             autoscale: true,
             max_retries: 3,
-            batch_size: 100,
+            batch_size: 500,
             prefetch: Prefetch::default(),
             poll_interval: Duration::from_secs(5),
             lease: Duration::from_secs(30),

@@ -68,7 +68,7 @@ impl Default for EngineConfig {
             autoscale: true,
             autoscale_interval: Duration::from_secs(5),
             autoscale_cooldown: Duration::from_secs(15),
-            claim_batch: 100,
+            claim_batch: 500,
             prefetch: Prefetch::default(),
             poll_interval: Duration::from_secs(5),
             fetch_on_poll: false,
