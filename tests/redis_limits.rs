@@ -409,6 +409,9 @@ async fn two_workers_together_keep_a_providers_limit() {
         ("KYU_AUTOSCALE", "false".into()),
         ("JOB_QUEUE_POLL_INTERVAL", "100ms".into()),
         ("JOB_QUEUE_BATCH_SIZE", "4".into()),
+        // One job ahead per worker: with the measured prefetch a node may take all 21
+        // short jobs in its first claims, and the other would run none of them.
+        ("KYU_PREFETCH", "1".into()),
         ("KYU_SHUTDOWN_GRACE", "1s".into()),
         ("RATE_LIMIT_REQUESTS_PER_MINUTE", per_minute.to_string()),
         ("RATE_LIMIT_BURST_SIZE", burst.to_string()),
