@@ -132,8 +132,8 @@ pub struct DispatcherState {
     appetite: Appetite,
     /// A wake-up came while a claim was in flight: claim again when it returns.
     rewake: bool,
-    /// The current claim comes from a [`DispatcherMsg::Recheck`]: if it is empty too,
-    /// the dispatcher parks for good (until a wake-up).
+    /// The current claim comes from a [`DispatcherMsg::Recheck`]: if it comes back short
+    /// too, the dispatcher parks for good (until a wake-up).
     rechecking: bool,
     /// The last claim took every claimable job (it came back short of its limit) and no
     /// wake-up came since: nothing is claimed until one does (an enqueue, a due job, a
