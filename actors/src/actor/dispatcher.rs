@@ -42,7 +42,8 @@ const MAX_CLAIMS_IN_FLIGHT: usize = 2;
 /// After a claim comes back empty the dispatcher waits for a wake-up, but looks once
 /// more after this long: a job committed as the claim ran (on another connection or
 /// node, its `run_at` a few ms ahead of the claim's clock) is not left until the next
-/// wake-up or poll. One extra claim per wake-up, not a loop.
+/// wake-up or poll. One extra claim per wake-up, not a loop; none if another claim
+/// started meanwhile (that claim sees the same jobs, and looks again itself if short).
 const RECHECK_AFTER: Duration = Duration::from_millis(25);
 
 /// A wait longer than this for a provider token sends the job back to the store.
@@ -67,8 +68,9 @@ pub enum DispatcherMsg {
     DueAt(Vec<chrono::DateTime<chrono::Utc>>),
     /// The earliest of those times came.
     DueTimer,
-    /// The one look again after an empty claim ([`RECHECK_AFTER`]).
-    Recheck,
+    /// The one look again after a short claim ([`RECHECK_AFTER`]), with the count of
+    /// claims sent when it was armed.
+    Recheck(u64),
     /// The acker wrote outcomes this dispatcher held a claim back for.
     AcksWritten,
     /// A claim for this many jobs returned, after this long.
@@ -127,6 +129,8 @@ pub struct DispatcherState {
     running: HashMap<Uuid, Running>,
     /// Claims in flight, and the jobs they asked for.
     claims_in_flight: usize,
+    /// Claims sent so far: a recheck armed before the latest claim started is moot.
+    claims_sent: u64,
     requested: usize,
     /// Measured job and claim times: how far ahead to claim.
     appetite: Appetite,
@@ -234,6 +238,7 @@ impl DispatcherState {
             }
             let limit = (target.saturating_sub(have) as u32).clamp(1, self.deps.config.claim_batch);
             self.claims_in_flight += 1;
+            self.claims_sent += 1;
             self.requested += limit as usize;
             let params = ClaimParams {
                 owner: self.deps.owner.clone(),
@@ -722,6 +727,7 @@ impl Actor for Dispatcher {
             requested: 0,
             rewake: false,
             rechecking: false,
+            claims_sent: 0,
             dry: false,
             backlog: false,
             draining: false,
@@ -754,12 +760,15 @@ impl Actor for Dispatcher {
                 st.arm_due_timer(&me);
             }
             DispatcherMsg::AcksWritten => st.pump(&me).await,
-            DispatcherMsg::Wake | DispatcherMsg::Recheck | DispatcherMsg::Poll => {
+            DispatcherMsg::Recheck(armed_at) if armed_at < st.claims_sent => {
+                // A claim started after the short one that armed this recheck.
+            }
+            DispatcherMsg::Wake | DispatcherMsg::Recheck(_) | DispatcherMsg::Poll => {
                 let poll = matches!(msg, DispatcherMsg::Poll);
                 if matches!(msg, DispatcherMsg::Wake) || (poll && st.deps.config.fetch_on_poll) {
                     st.wake_fetches(&me);
                 }
-                st.rechecking = matches!(msg, DispatcherMsg::Recheck);
+                st.rechecking = matches!(msg, DispatcherMsg::Recheck(_));
                 st.dry = false;
                 st.token_wake_at = None;
                 if st.claims_in_flight > 0 {
@@ -810,7 +819,10 @@ impl Actor for Dispatcher {
                             // at once would spin on the store while idle.
                             st.start_eligible(&me).await;
                             if !std::mem::take(&mut st.rechecking) {
-                                me.send_after(RECHECK_AFTER, || DispatcherMsg::Recheck);
+                                let armed_at = st.claims_sent;
+                                me.send_after(RECHECK_AFTER, move || {
+                                    DispatcherMsg::Recheck(armed_at)
+                                });
                             }
                         } else {
                             st.pump(&me).await;
