@@ -63,7 +63,7 @@ impl Link {
         })?;
         let conn = match target {
             RedisTarget::Single(url) => {
-                let client = redis::Client::open(url)?;
+                let client = super::target::client(&url)?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(PING_TIMEOUT))
                     .set_response_timeout(Some(PING_TIMEOUT))

@@ -18,10 +18,23 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::io::tcp::TcpSettings;
+use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 
 /// The scheme that names a cluster.
 pub const CLUSTER_SCHEME: &str = "redis+cluster://";
+
+/// Every connection to Redis sends each command at once (`TCP_NODELAY`): commands from
+/// several tasks share one multiplexed connection, and Nagle's algorithm would hold a
+/// command back until the one before it was acknowledged.
+fn tcp_settings() -> TcpSettings {
+    TcpSettings::default().set_nodelay(true)
+}
+
+/// A client for one server's URL, with kyu's TCP settings.
+pub(crate) fn client(url: &str) -> redis::RedisResult<redis::Client> {
+    redis::Client::open(url.into_connection_info()?.set_tcp_settings(tcp_settings()))
+}
 
 /// One server or a cluster, from `REDIS_URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +97,8 @@ impl RedisTarget {
             .response_timeout(timeout)
             .retries(1)
             .min_retry_wait(50)
-            .max_retry_wait(200);
+            .max_retry_wait(200)
+            .tcp_settings(tcp_settings());
         if let Some(tx) = push {
             b = b
                 .use_protocol(redis::ProtocolVersion::RESP3)
@@ -101,7 +115,7 @@ impl RedisTarget {
                 let config = redis::AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout));
-                let c = redis::Client::open(url.as_str())?
+                let c = client(url)?
                     .get_multiplexed_async_connection_with_config(&config)
                     .await?;
                 Ok(RedisConn::Multiplexed(c))

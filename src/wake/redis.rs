@@ -84,7 +84,7 @@ pub(super) async fn subscribe(url: &str, channel: &str) -> Result<Subscription, 
         RedisTarget::Cluster(nodes) => return subscribe_cluster(&nodes, channel).await,
         RedisTarget::Single(url) => url,
     };
-    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    let client = crate::redis::target::client(&url).map_err(|e| e.to_string())?;
     let mut pubsub = client.get_async_pubsub().await.map_err(|e| e.to_string())?;
     pubsub.subscribe(channel).await.map_err(|e| e.to_string())?;
     let (sink, mut stream) = pubsub.split();
