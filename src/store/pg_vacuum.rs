@@ -23,7 +23,11 @@ const MIN_DEAD: i64 = 10_000;
 /// Vacuums `jobs` if enough dead rows gathered; says whether it did. `SKIP_LOCKED`:
 /// an autovacuum already at work makes this one a no-op instead of a wait.
 /// `INDEX_CLEANUP ON`: the dead index entries are the point, so PostgreSQL may not
-/// skip them as it does when few heap pages hold dead rows.
+/// skip them as it does when few heap pages hold dead rows. `TRUNCATE OFF`: a drained
+/// table ends in empty pages, and giving them back needs an ACCESS EXCLUSIVE lock that
+/// every claim and ack would queue behind — sampled during a PostgreSQL drain, the
+/// vacuum spent most of its time waiting to truncate — for pages the next enqueues fill
+/// again.
 pub async fn vacuum_jobs_if_due(pool: &PgPool) -> Result<bool, StoreError> {
     // `may`: kyu's user owns the table (or is a superuser); anyone else's VACUUM is
     // skipped with a warning in the server's log, which once a second is only noise.
@@ -40,7 +44,7 @@ pub async fn vacuum_jobs_if_due(pool: &PgPool) -> Result<bool, StoreError> {
     if !may || dead < MIN_DEAD + live / 50 {
         return Ok(false);
     }
-    sqlx::raw_sql("VACUUM (SKIP_LOCKED, INDEX_CLEANUP ON) jobs")
+    sqlx::raw_sql("VACUUM (SKIP_LOCKED, INDEX_CLEANUP ON, TRUNCATE OFF) jobs")
         .execute(pool)
         .await
         .store_err()?;
