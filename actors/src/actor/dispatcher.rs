@@ -39,7 +39,7 @@ use crate::telemetry;
 /// Claims that may be in flight at once.
 const MAX_CLAIMS_IN_FLIGHT: usize = 2;
 
-/// After a claim comes back empty the dispatcher waits for a wake-up, but looks once
+/// After a claim comes back short the dispatcher waits for a wake-up, but looks once
 /// more after this long: a job committed as the claim ran (on another connection or
 /// node, its `run_at` a few ms ahead of the claim's clock) is not left until the next
 /// wake-up or poll. One extra claim per wake-up, not a loop; none if another claim
