@@ -82,7 +82,7 @@ pub async fn sqlite_plan(
     now: i64,
 ) -> Result<Vec<SqlitePlanLine>, sqlx::Error> {
     let mut qb = QueryBuilder::<Sqlite>::new("EXPLAIN QUERY PLAN ");
-    push_claim_pick(&mut qb, p, cutoff(now), &[]);
+    push_claim_pick(&mut qb, p, cutoff(now));
     let rows = qb.build().fetch_all(pool).await?;
     sqlite_plan_lines(&rows)
 }

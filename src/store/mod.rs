@@ -16,6 +16,7 @@ mod pg_vacuum;
 pub mod postgres;
 mod row;
 pub mod sqlite;
+mod sqlite_checkpoint;
 mod sqlite_plans;
 pub mod testdb;
 mod workflow;

@@ -203,7 +203,7 @@ impl MySqlStore {
                 .execute(&mut *tx)
                 .await
                 .store_err()?;
-            ids = flow::pick::<MySql>(&mut tx, p, &paused, &self.key_cursor, limit).await?;
+            ids = flow::pick::<MySql>(&mut tx, p, &self.key_cursor, limit).await?;
         }
         // Which of the claim's types have queued jobs, and since when, taking no lock
         // (see `push_present_probe`). Only the types found get a locking range read, so

@@ -226,12 +226,7 @@ impl PgStore {
             .execute(&mut *tx)
             .await
             .store_err()?;
-        let paused: Vec<String> = sqlx::query_scalar("SELECT name FROM queues WHERE paused")
-            .fetch_all(&mut *tx)
-            .await
-            .store_err()?;
-        let ids = flow::pick::<Postgres>(&mut tx, p, &paused, &self.key_cursor, i64::from(p.limit))
-            .await?;
+        let ids = flow::pick::<Postgres>(&mut tx, p, &self.key_cursor, i64::from(p.limit)).await?;
         let rows: Vec<JobRow> = if ids.is_empty() {
             Vec::new()
         } else {

@@ -42,6 +42,7 @@ use super::row::{
     JobRow, LiveRow, NodeRow, aged_cutoff, claim_order, counts_from_rows, into_jobs_in_claim_order,
     job_columns, leases_from_rows, live_counts_from_rows, nodes_from_rows, parse_id, parse_status,
 };
+use super::sqlite_checkpoint;
 use super::sqlite_plans::stable_plans;
 use super::workflow::prune::{self, prunable};
 use super::workflow::{insert, read, settle};
@@ -89,6 +90,8 @@ pub const ACK_SQL: &str = "WITH u AS MATERIALIZED (SELECT value ->> 0 AS id, val
 /// A SQLite-backed [`Store`].
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
+    /// The WAL checkpointer runs while any clone of the store is alive.
+    _checkpointing: Arc<()>,
     /// One writer at a time, queued fairly here: SQLite's own busy handler sleeps in
     /// coarse steps (1, 2, 5 … 100 ms) and turned writer contention into latency.
     write_lock: Arc<tokio::sync::Mutex<()>>,
@@ -121,7 +124,8 @@ impl SqliteStore {
             // Reads through a memory map and a larger page cache: without them each
             // claim re-reads its pages with pread(2) once another connection wrote.
             .pragma("mmap_size", "268435456")
-            .pragma("cache_size", "-32000");
+            .pragma("cache_size", "-32000")
+            .pragma("wal_autocheckpoint", sqlite_checkpoint::FALLBACK_PAGES);
         let durable = SqlitePoolOptions::new()
             .max_connections(2)
             .after_connect(stable_plans)
@@ -133,10 +137,16 @@ impl SqliteStore {
             .max_connections(4)
             .after_connect(stable_plans)
             .after_release(release_clean::<Sqlite>)
-            .connect_with(opts.synchronous(SqliteSynchronous::Normal))
+            .connect_with(opts.clone().synchronous(SqliteSynchronous::Normal))
             .await
             .store_err()?;
+        let alive = Arc::new(());
+        sqlite_checkpoint::spawn(
+            opts.synchronous(SqliteSynchronous::Normal),
+            Arc::downgrade(&alive),
+        );
         Ok(SqliteStore {
+            _checkpointing: alive,
             write_lock: Arc::new(tokio::sync::Mutex::new(())),
             pool,
             durable,
@@ -225,15 +235,10 @@ impl SqliteStore {
 /// the backlog, however many jobs wait or however long they have waited. The candidates
 /// carry only (id, priority, run_at) from the covering indexes; the best `limit` are
 /// chosen in SQL and only those rows are read in full.
-pub(crate) fn push_claim_pick(
-    qb: &mut QueryBuilder<Sqlite>,
-    p: &ClaimParams,
-    cutoff: i64,
-    paused: &[String],
-) {
+pub(crate) fn push_claim_pick(qb: &mut QueryBuilder<Sqlite>, p: &ClaimParams, cutoff: i64) {
     let limit = i64::from(p.limit);
     let filters = |qb: &mut QueryBuilder<Sqlite>| {
-        push_queue_filter(qb, " NOT IN ", paused);
+        qb.push(flow::NOT_PAUSED);
         if let Some(queues) = &p.queues {
             push_queue_filter(qb, " IN ", queues);
         }
@@ -424,14 +429,9 @@ impl Store for SqliteStore {
         .await
         .store_err()?;
         let cutoff = aged_cutoff(now, p.aged_before);
-        let paused: Vec<String> = sqlx::query_scalar("SELECT name FROM queues WHERE paused = 1")
-            .fetch_all(&mut *tx)
-            .await
-            .store_err()?;
         // Keyed jobs first (bounded by their keys' limits); the writer lock makes the
         // count and the claim one step.
-        let keyed =
-            flow::pick::<Sqlite>(&mut tx, p, &paused, &self.key_cursor, i64::from(p.limit)).await?;
+        let keyed = flow::pick::<Sqlite>(&mut tx, p, &self.key_cursor, i64::from(p.limit)).await?;
         let mut rows = if keyed.is_empty() {
             Vec::new()
         } else {
@@ -455,7 +455,7 @@ impl Store for SqliteStore {
             // One row holding every picked job as JSON: sqlx hands each result row
             // across a thread, so a batch costs a few round trips instead of one per job.
             let mut qb = QueryBuilder::<Sqlite>::new("");
-            push_claim_pick(&mut qb, &plain, cutoff, &paused);
+            push_claim_pick(&mut qb, &plain, cutoff);
             rows.extend(json_rows(
                 qb.build_query_scalar()
                     .fetch_one(&mut *tx)
@@ -550,21 +550,25 @@ impl Store for SqliteStore {
         .fetch_one(&mut *tx)
         .await
         .store_err()?;
-        // The workflow id says which finished jobs have dependents to settle.
-        let mut held: Vec<(String, u32, Option<String>, Option<String>)> =
-            serde_json::from_str(&held)
-                .map_err(|e| StoreError::Backend(format!("ack fence rows: {e}")))?;
+        // The workflow id says which finished jobs have dependents to settle. Keyed by
+        // id: a batch of 500 acks matched by a linear search was 125,000 comparisons.
+        let held: Vec<(String, u32, Option<String>, Option<String>)> = serde_json::from_str(&held)
+            .map_err(|e| StoreError::Backend(format!("ack fence rows: {e}")))?;
+        let mut held: std::collections::HashMap<String, (u32, Option<String>, Option<String>)> =
+            held.into_iter()
+                .map(|(id, att, owner, wf)| (id, (att, owner, wf)))
+                .collect();
         let mut applied = Vec::with_capacity(acks.len());
         let mut batch = Vec::new();
         let mut finished: Vec<String> = Vec::new();
         for (a, id) in acks.iter().zip(&ids) {
-            let pos = held.iter().position(|(hid, att, owner, _)| {
-                hid == id && *att == a.lease.attempt && owner.as_deref() == Some(&a.lease.owner)
+            let holds = held.get(id).is_some_and(|(att, owner, _)| {
+                *att == a.lease.attempt && owner.as_deref() == Some(&a.lease.owner)
             });
-            applied.push(pos.is_some());
-            if let Some(pos) = pos {
-                // one outcome per attempt
-                let in_workflow = held.swap_remove(pos).3.is_some();
+            applied.push(holds);
+            // one outcome per attempt: a held row is used once
+            if let Some((_, _, workflow)) = holds.then(|| held.remove(id)).flatten() {
+                let in_workflow = workflow.is_some();
                 let w = AckWrite::new(&a.outcome, now);
                 if in_workflow && w.finished_at.is_some() {
                     finished.push(id.clone());
