@@ -35,7 +35,7 @@ const INTERVAL: &str = "15s";
 const RANGE: &str = "5m";
 
 /// Every metric of the contract (kyu_actors::telemetry); the dashboard queries them all.
-const CONTRACT: [&str; 26] = [
+const CONTRACT: [&str; 27] = [
     "kyu_build_info",
     "kyu_jobs_enqueued_total",
     "kyu_jobs_finished_total",
@@ -58,6 +58,7 @@ const CONTRACT: [&str; 26] = [
     "kyu_provider_requests_total",
     "kyu_summaries_total",
     "kyu_claims_total",
+    "kyu_acks_unwritten",
     "kyu_remote_fetches_waiting",
     "kyu_remote_fetch_wait_seconds",
     "kyu_remote_report_duration_seconds",

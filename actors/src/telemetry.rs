@@ -44,6 +44,7 @@ pub const CRON_ENQUEUED: &str = "kyu_cron_enqueued_total";
 pub const PROVIDER_REQUESTS: &str = "kyu_provider_requests_total";
 pub const SUMMARIES: &str = "kyu_summaries_total";
 pub const CLAIMS: &str = "kyu_claims_total";
+pub const ACKS_UNWRITTEN: &str = "kyu_acks_unwritten";
 pub const REMOTE_FETCHES_WAITING: &str = "kyu_remote_fetches_waiting";
 pub const REMOTE_FETCH_WAIT: &str = "kyu_remote_fetch_wait_seconds";
 pub const REMOTE_REPORT_SECONDS: &str = "kyu_remote_report_duration_seconds";
@@ -115,6 +116,10 @@ pub fn describe() {
     describe_gauge!(
         WORKERS,
         "Workers: kind=local, this node's pool slots, busy (running a job) or idle; kind=remote, remote worker processes connected to this node (state=connected) and the jobs they hold (state=busy)."
+    );
+    describe_gauge!(
+        ACKS_UNWRITTEN,
+        "Finished attempts whose outcome this node holds unwritten (buffered or being written); over two ack batches, the node claims no more."
     );
     describe_gauge!(
         WORKERS_TARGET,

@@ -73,9 +73,9 @@ pub struct AckerState {
 impl AckerState {
     /// Publishes how many outcomes wait unwritten.
     fn publish(&self) {
-        self.deps
-            .unwritten
-            .set(self.buffer.len() + self.in_flight.len());
+        let n = self.buffer.len() + self.in_flight.len();
+        self.deps.unwritten.set(n);
+        metrics::gauge!(telemetry::ACKS_UNWRITTEN).set(n as f64);
     }
 
     fn write(&mut self, myself: &ActorRef<AckerMsg>) {
