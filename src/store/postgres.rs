@@ -116,8 +116,38 @@ impl PgStore {
             .connect(url)
             .await
             .store_err()?;
-        let pool = engine_pool(url, max_connections.max(1), true).await?;
-        let planned_once = engine_pool(url, max_connections.div_ceil(4).max(2), false).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .after_release(release_clean::<Postgres>)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(IDLE_IN_TRANSACTION).await?;
+                    conn.execute("SET synchronous_commit = off").await?;
+                    // A generic plan cannot see the claim's LIMIT and sorts every
+                    // queued job; custom plans use the claim index and stop early.
+                    conn.execute("SET plan_cache_mode = force_custom_plan")
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .store_err()?;
+        let planned_once = PgPoolOptions::new()
+            .max_connections(max_connections.div_ceil(4).max(2))
+            .acquire_timeout(Duration::from_secs(10))
+            .after_release(release_clean::<Postgres>)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(IDLE_IN_TRANSACTION).await?;
+                    conn.execute("SET synchronous_commit = off").await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .store_err()?;
         Ok(PgStore {
             pool,
             planned_once,
@@ -333,30 +363,6 @@ pub const CLAIM_SQL: &str = concat!(
      FROM picked WHERE jobs.id = picked.picked_id RETURNING ",
     job_columns!()
 );
-
-/// A pool for the engine's own statements (`synchronous_commit = off`); with
-/// `custom_plans`, every call is planned for its parameters (`force_custom_plan`): a
-/// generic plan cannot see the claim's LIMIT and hash-joins a scan of every job.
-async fn engine_pool(url: &str, size: u32, custom_plans: bool) -> Result<PgPool, StoreError> {
-    PgPoolOptions::new()
-        .max_connections(size)
-        .acquire_timeout(Duration::from_secs(10))
-        .after_release(release_clean::<Postgres>)
-        .after_connect(move |conn, _| {
-            Box::pin(async move {
-                conn.execute(IDLE_IN_TRANSACTION).await?;
-                conn.execute("SET synchronous_commit = off").await?;
-                if custom_plans {
-                    conn.execute("SET plan_cache_mode = force_custom_plan")
-                        .await?;
-                }
-                Ok(())
-            })
-        })
-        .connect(url)
-        .await
-        .store_err()
-}
 
 #[async_trait]
 impl Store for PgStore {
