@@ -25,18 +25,24 @@ const BUSY_EVERY: Duration = Duration::from_millis(100);
 const IDLE_EVERY: Duration = Duration::from_millis(500);
 
 /// Checkpoints the database of `opts` until `alive` has no strong reference left (the
-/// store and all its clones are gone). A file database only; errors are logged and the
-/// next round tries again (the automatic checkpoint still bounds the WAL meanwhile).
+/// store and all its clones are gone); on an in-memory database each round does
+/// nothing. A failure (a full disk, say) is logged once until a round succeeds again,
+/// and the next round retries; the automatic checkpoint still bounds the WAL meanwhile.
 pub(crate) fn spawn(opts: SqliteConnectOptions, alive: Weak<()>) {
     tokio::spawn(async move {
         let mut conn = None;
         let mut last_frames = 0;
+        let mut failing = false;
         while alive.strong_count() > 0 {
             if conn.is_none() {
                 conn = opts
                     .connect()
                     .await
-                    .inspect_err(|e| tracing::warn!(error = %e, "sqlite checkpointer: connect"))
+                    .inspect_err(|e| {
+                        if !std::mem::replace(&mut failing, true) {
+                            tracing::warn!(error = %e, "sqlite checkpointer: connect");
+                        }
+                    })
                     .ok();
             }
             let mut pause = IDLE_EVERY;
@@ -49,13 +55,16 @@ pub(crate) fn spawn(opts: SqliteConnectOptions, alive: Weak<()>) {
                     .await
                 {
                     Ok((_, frames, _)) => {
+                        failing = false;
                         if frames != last_frames {
                             pause = BUSY_EVERY;
                         }
                         last_frames = frames;
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "sqlite checkpointer: checkpoint");
+                        if !std::mem::replace(&mut failing, true) {
+                            tracing::warn!(error = %e, "sqlite checkpointer: checkpoint");
+                        }
                         if let Some(c) = conn.take() {
                             let _ = c.close().await;
                         }
