@@ -161,6 +161,17 @@ async fn pg_store(url: &str) -> PgStore {
     s
 }
 
+/// A store whose `jobs` autovacuum leaves alone: only the leader's tidy vacuums or
+/// analyzes it.
+async fn pg_store_without_autovacuum(url: &str) -> PgStore {
+    let s = pg_store(url).await;
+    sqlx::query("ALTER TABLE jobs SET (autovacuum_enabled = false)")
+        .execute(s.pool())
+        .await
+        .expect("autovacuum off");
+    s
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_claim_reads_index_ranges_bounded_by_its_limit() {
     for rows in sizes() {
@@ -209,11 +220,7 @@ async fn postgres_tidy_clears_the_dead_prefix_claims_walk() {
     let Some((url, _guard)) = testdb::postgres_db().await else {
         return;
     };
-    let store = pg_store(&url).await;
-    sqlx::query("ALTER TABLE jobs SET (autovacuum_enabled = false)")
-        .execute(store.pool())
-        .await
-        .expect("autovacuum off");
+    let store = pg_store_without_autovacuum(&url).await;
     fill_postgres(store.pool(), backlog(40_000))
         .await
         .expect("fill");
@@ -356,11 +363,7 @@ async fn postgres_tidy_analyzes_a_table_never_analyzed() {
     let Some((url, _guard)) = testdb::postgres_db().await else {
         return;
     };
-    let store = pg_store(&url).await;
-    sqlx::query("ALTER TABLE jobs SET (autovacuum_enabled = false)")
-        .execute(store.pool())
-        .await
-        .expect("autovacuum off");
+    let store = pg_store_without_autovacuum(&url).await;
     // A drain's leftovers, fewer dead rows than a vacuum waits for: 8,000 finished
     // jobs (their claim index entries dead) and the few fresh ones still queued.
     let b = backlog(8_000);
