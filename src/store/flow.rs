@@ -22,7 +22,9 @@ use super::workflow::{Col, Dialect, fetch_text};
 const KEYS_PER_CLAIM: i64 = 64;
 
 /// A claim's filter for paused queues, read in the claim's own statement: one round
-/// trip less than fetching the list first, and the same on every backend.
+/// trip less than fetching the list first. Used by every backend's keyed pick and by
+/// SQLite's plain pick (PostgreSQL's plain claim has its own `NOT EXISTS`; MariaDB's
+/// still reads the list before its transaction).
 pub(crate) const NOT_PAUSED: &str = " AND queue NOT IN (SELECT name FROM queues WHERE paused)";
 
 /// A key's limit (its first queued job's) and its running jobs, for each `k.ck`.
