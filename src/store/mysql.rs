@@ -176,8 +176,8 @@ impl MySqlStore {
         let mut tx = sqlx::Connection::begin(&mut *conn).await.store_err()?;
 
         let due: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM jobs FORCE INDEX (jobs_due) WHERE status = 'scheduled' AND run_at <= ? \
-             ORDER BY run_at LIMIT 1000 FOR UPDATE SKIP LOCKED",
+            "SELECT id FROM jobs FORCE INDEX (jobs_due) WHERE scheduled_at <= ? \
+             ORDER BY scheduled_at LIMIT 1000 FOR UPDATE SKIP LOCKED",
         )
         .bind(now)
         .fetch_all(&mut *tx)
@@ -489,7 +489,7 @@ async fn lock_fences(tx: &mut Tx, ids: &[String]) -> Result<HashMap<String, Fenc
 }
 
 /// Per type, the oldest `fair_at` of its queued plain jobs (NULL: none): the MIN of
-/// `jobs_aged` under its constant prefix (status, job_type, concurrency_key IS NULL),
+/// `jobs_aged` under its constant prefix (`claim_type`: the type of a queued plain job),
 /// which MariaDB answers from one index dive ("Select tables optimized away"). One
 /// `GROUP BY job_type` over the types read every queued entry instead (no loose scan
 /// past the IS NULL key part): 73 ms per claim with 94,000 jobs queued.
@@ -500,16 +500,13 @@ pub(crate) fn push_present_probe(qb: &mut QueryBuilder<MySql>, types: &[String])
         }
         qb.push("SELECT ")
             .push_bind(t.clone())
-            .push(
-                ", MIN(fair_at) FROM jobs FORCE INDEX (jobs_aged) \
-                 WHERE status = 'queued' AND concurrency_key IS NULL AND job_type = ",
-            )
+            .push(", MIN(fair_at) FROM jobs FORCE INDEX (jobs_aged) WHERE claim_type = ")
             .push_bind(t.clone());
     }
 }
 
 /// One claim query: per type, a range of its own index (`jobs_aged` or `jobs_claim`,
-/// led by (status, job_type)) bounded by `limit` and locked with SKIP LOCKED, the
+/// led by `claim_type`, the type of a queued plain job) bounded by `limit` and locked with SKIP LOCKED, the
 /// branches joined by UNION ALL. So a claim reads O(limit × types) index entries, never
 /// the backlog, however many jobs wait or however old they are. Rows are
 /// (id, priority, run_at); [`best_ids`] keeps the best `limit`.
@@ -535,9 +532,8 @@ pub(crate) fn push_claim_branches(
             .push(priority)
             .push(", fair_at FROM jobs FORCE INDEX (")
             .push(index)
-            .push(") WHERE status = 'queued' AND job_type = ")
-            .push_bind(t.clone())
-            .push(" AND concurrency_key IS NULL");
+            .push(") WHERE claim_type = ")
+            .push_bind(t.clone());
         match band {
             ClaimBand::Aged(cutoff) => qb.push(" AND fair_at <= ").push_bind(cutoff),
             ClaimBand::Fresh(cutoff) => qb.push(" AND fair_at > ").push_bind(cutoff),
@@ -833,11 +829,10 @@ impl Store for MySqlStore {
     }
 
     async fn next_run_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let t: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(run_at) FROM jobs WHERE status = 'scheduled'")
-                .fetch_one(&self.pool)
-                .await
-                .store_err()?;
+        let t: Option<i64> = sqlx::query_scalar("SELECT MIN(scheduled_at) FROM jobs")
+            .fetch_one(&self.pool)
+            .await
+            .store_err()?;
         Ok(t.map(from_millis))
     }
 
