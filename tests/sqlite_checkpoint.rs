@@ -41,7 +41,10 @@ async fn a_wal_past_the_automatic_threshold_reaches_the_database_file() {
             .collect();
         store.enqueue_many(jobs).await.expect("enqueue");
     }
-    assert!(file_len(&wal) > 4_000_000, "the jobs went to the WAL");
+    // In WAL mode only a checkpoint writes the database file. (How large the WAL is
+    // now says nothing: the task may have checkpointed between the batches, and the
+    // next commit then rewrote the WAL from its start.)
+    assert!(file_len(&wal) > 0, "the jobs went through the WAL");
 
     let deadline = Instant::now() + Duration::from_secs(10);
     while file_len(&main) < before + 4_000_000 {
