@@ -214,7 +214,8 @@ impl Default for Settings {
             workers_max: 10,
             autoscale: true,
             max_retries: 3,
-            batch_size: 500,
+            // The engine's default claim cap, written once.
+            batch_size: kyu_actors::EngineConfig::default().claim_batch,
             prefetch: Prefetch::default(),
             poll_interval: Duration::from_secs(5),
             lease: Duration::from_secs(30),
