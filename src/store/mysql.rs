@@ -506,10 +506,10 @@ pub(crate) fn push_present_probe(qb: &mut QueryBuilder<MySql>, types: &[String])
 }
 
 /// One claim query: per type, a range of its own index (`jobs_aged` or `jobs_claim`,
-/// led by `claim_type`, the type of a queued plain job) bounded by `limit` and locked with SKIP LOCKED, the
-/// branches joined by UNION ALL. So a claim reads O(limit × types) index entries, never
-/// the backlog, however many jobs wait or however old they are. Rows are
-/// (id, priority, run_at); [`best_ids`] keeps the best `limit`.
+/// led by `claim_type`, the type of a queued plain job) bounded by `limit` and locked
+/// with SKIP LOCKED, the branches joined by UNION ALL. So a claim reads O(limit × types)
+/// index entries, never the backlog, however many jobs wait or however old they are.
+/// Rows are (id, priority, run_at); [`best_ids`] keeps the best `limit`.
 pub(crate) fn push_claim_branches(
     qb: &mut QueryBuilder<MySql>,
     types: &[String],
