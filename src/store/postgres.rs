@@ -306,16 +306,18 @@ pub const ACK_SQL: &str = "UPDATE jobs AS j SET status = u.status, result = COAL
              RETURNING u.id, u.attempt, u.owner, \
                (j.workflow_id IS NOT NULL AND u.finished_at IS NOT NULL) AS settle";
 
+/// The advisory lock every keyed claim holds while it counts and claims.
+const KEYED_CLAIM_LOCK: i64 = 0x6b79_755f_636b;
+
 /// The claim, one statement. Per type (`$6`), two index range scans bounded by the
 /// limit (`$4`), each row locked with SKIP LOCKED so concurrent claimers never wait on
 /// each other: its aged jobs (due at or before `$5`, oldest first, `jobs_queued_age`),
 /// then — only as many as the aged ones leave room for — its best fresh jobs
 /// (`jobs_claim`). A claim so reads O(limit × types) index entries, never the backlog,
-/// and for `job_type = t ORDER BY … LIMIT n` over a partial index that matches, that
-/// index's range is the plan with or without statistics. `$7`: only these queues.
-/// The advisory lock every keyed claim holds while it counts and claims.
-const KEYED_CLAIM_LOCK: i64 = 0x6b79_755f_636b;
-
+/// once the table has statistics: without them PostgreSQL planned these reads as a
+/// bitmap AND of the type and status indexes and a sort over every job of the type,
+/// which is why the leader's tidy analyzes a table never analyzed (`pg_vacuum`).
+/// `$7`: only these queues.
 pub const CLAIM_SQL: &str = concat!(
     "WITH aged AS (SELECT a.id, a.fair_at FROM unnest($6::text[]) AS t(job_type) \
        CROSS JOIN LATERAL (SELECT id, fair_at FROM jobs \
