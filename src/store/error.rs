@@ -30,10 +30,7 @@ pub fn from_sqlx(e: sqlx::Error) -> StoreError {
         {
             StoreError::Unavailable(e.to_string())
         }
-        sqlx::Error::Database(ref db)
-            if matches!(db.code().as_deref(), Some("5" | "6" | "517" | "261")) =>
-        {
-            // SQLite BUSY / LOCKED (and their extended codes): the writer lock is taken.
+        sqlx::Error::Database(ref db) if is_sqlite_busy(db.as_ref()) => {
             StoreError::Unavailable(e.to_string())
         }
         // MySQL deadlock victim / serialization failure: the transaction rolled back.
@@ -42,6 +39,11 @@ pub fn from_sqlx(e: sqlx::Error) -> StoreError {
         }
         other => StoreError::Backend(other.to_string()),
     }
+}
+
+/// SQLite BUSY / LOCKED (and their extended codes): another connection holds the lock.
+pub(crate) fn is_sqlite_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
+    matches!(db.code().as_deref(), Some("5" | "6" | "517" | "261"))
 }
 
 /// Whether `e` says the disk (or the database's space) is exhausted: SQLite

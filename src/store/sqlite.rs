@@ -126,7 +126,7 @@ async fn switch_to_wal(opts: &SqliteConnectOptions) -> Result<(), StoreError> {
         };
         match tried {
             Err(sqlx::Error::Database(e))
-                if matches!(e.code().as_deref(), Some("5" | "261"))
+                if super::error::is_sqlite_busy(e.as_ref())
                     && tokio::time::Instant::now() < deadline =>
             {
                 tokio::time::sleep(pause).await;
